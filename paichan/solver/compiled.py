@@ -1,0 +1,229 @@
+"""An index-based view of a Problem, built once and shared by heuristic and model.
+
+Pydantic models are right at the boundary but slow to walk in inner loops; this
+flattens them into integer-indexed records (operations, machines, pools,
+materials) with derived data: effective release, deadlines, successor lists,
+a planning horizon and each resource's non-working windows up to it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from paichan.domain import OperationStatus, Problem, ResourceKind
+
+
+@dataclass(slots=True)
+class CMode:
+    machine: int
+    duration: int
+    secondary: list[tuple[int, int]]  # (pool index, amount)
+
+
+@dataclass(slots=True)
+class COp:
+    idx: int
+    id: str
+    order: int
+    position: int  # in its order's routing
+    modes: list[CMode]
+    family: str | None
+    preds: list[tuple[int, int, int | None]]  # (pred op, min_lag, max_lag)
+    materials: list[tuple[int, float]]
+    span: bool
+    status: OperationStatus
+    release: int  # max(order release, now) for planned ops
+    deadline: int | None
+    fixed_mode: int | None = None  # started/done: index of the actual machine's mode
+    fixed_start: int | None = None
+    fixed_end: int | None = None
+    succs: list[int] = field(default_factory=list)
+
+    @property
+    def fixed(self) -> bool:
+        return self.status != OperationStatus.PLANNED
+
+
+@dataclass(slots=True)
+class CMachine:
+    idx: int
+    id: str
+    windows: list[tuple[int, int]]  # non-working, merged, sorted
+    setup: dict[tuple[str | None, str | None], int]  # only non-zero entries used
+    default_setup: int
+    initial_family: str | None
+    has_setups: bool
+
+    def setup_time(self, a: str | None, b: str | None) -> int:
+        if a is None or b is None or a == b:
+            return 0
+        return self.setup.get((a, b), self.default_setup)
+
+
+@dataclass(slots=True)
+class CPool:
+    idx: int
+    id: str
+    capacity: int
+    windows: list[tuple[int, int]]
+
+
+@dataclass(slots=True)
+class CMaterial:
+    idx: int
+    id: str
+    stock: float
+    receipts: list[tuple[int, float]]  # sorted by time
+
+
+@dataclass(slots=True)
+class CProblem:
+    problem: Problem
+    ops: list[COp]
+    machines: list[CMachine]
+    pools: list[CPool]
+    materials: list[CMaterial]
+    order_ids: list[str]
+    order_due: list[int | None]
+    order_weight: list[int]
+    order_ops: list[list[int]]
+    horizon: int
+    topo: list[int]  # a topological order of operations
+
+    @property
+    def has_calendars(self) -> bool:
+        return any(m.windows for m in self.machines) or any(p.windows for p in self.pools)
+
+    @property
+    def has_setups(self) -> bool:
+        return any(m.has_setups for m in self.machines)
+
+
+def compile_problem(problem: Problem, horizon: int | None = None) -> CProblem:
+    """Flatten a *validated* problem; ``horizon`` overrides the computed one."""
+    res_index: dict[str, int] = {}
+    pool_index: dict[str, int] = {}
+    for r in problem.resources:
+        if r.kind == ResourceKind.MACHINE:
+            res_index[r.id] = len(res_index)
+        else:
+            pool_index[r.id] = len(pool_index)
+    mat_index = {m.id: i for i, m in enumerate(problem.materials)}
+    op_index = {op.id: i for i, (_, op) in enumerate(problem.operations())}
+
+    ops: list[COp] = []
+    order_ops: list[list[int]] = []
+    for oi, order in enumerate(problem.orders):
+        ids: list[int] = []
+        for k, op in enumerate(order.operations):
+            modes = [
+                CMode(res_index[m.resource], m.duration, [(pool_index[s.resource], s.amount) for s in m.secondary])
+                for m in op.modes
+            ]
+            if op.predecessors is None:
+                preds = [(op_index[order.operations[k - 1].id], 0, None)] if k > 0 else []
+            else:
+                preds = [(op_index[p.operation], p.min_lag, p.max_lag) for p in op.predecessors]
+            c = COp(
+                idx=len(ops),
+                id=op.id,
+                order=oi,
+                position=k,
+                modes=modes,
+                family=op.family,
+                preds=preds,
+                materials=[(mat_index[u.material], u.quantity) for u in op.materials],
+                span=op.can_span_breaks,
+                status=op.status,
+                release=max(order.release, problem.now),
+                deadline=order.deadline,
+            )
+            if op.status != OperationStatus.PLANNED and op.actual is not None:
+                c.fixed_mode = next(i for i, m in enumerate(op.modes) if m.resource == op.actual.resource)
+                c.fixed_start = op.actual.start
+                c.fixed_end = (
+                    op.actual.end if op.status == OperationStatus.DONE else op.actual.start + modes[c.fixed_mode].duration
+                )
+            ids.append(c.idx)
+            ops.append(c)
+        order_ops.append(ids)
+    for c in ops:
+        for p, _, _ in c.preds:
+            ops[p].succs.append(c.idx)
+
+    topo = _topological(ops)
+    if horizon is None:
+        horizon = _horizon(problem, ops)
+    machines = []
+    pools = []
+    for r in problem.resources:
+        windows = r.calendar.unavailable(horizon)
+        if r.kind == ResourceKind.MACHINE:
+            machines.append(
+                CMachine(
+                    idx=len(machines),
+                    id=r.id,
+                    windows=windows,
+                    setup={(s.from_family, s.to_family): s.time for s in r.setups},
+                    default_setup=r.default_setup,
+                    initial_family=r.initial_family,
+                    has_setups=r.has_setups,
+                )
+            )
+        else:
+            pools.append(CPool(len(pools), r.id, r.capacity, windows))
+    materials = [
+        CMaterial(i, m.id, m.stock, sorted((r.time, r.quantity) for r in m.receipts))
+        for i, m in enumerate(problem.materials)
+    ]
+    return CProblem(
+        problem=problem,
+        ops=ops,
+        machines=machines,
+        pools=pools,
+        materials=materials,
+        order_ids=[o.id for o in problem.orders],
+        order_due=[o.due for o in problem.orders],
+        order_weight=[o.priority for o in problem.orders],
+        order_ops=order_ops,
+        horizon=horizon,
+        topo=topo,
+    )
+
+
+def _topological(ops: list[COp]) -> list[int]:
+    indeg = [len(c.preds) for c in ops]
+    stack = [c.idx for c in reversed(ops) if indeg[c.idx] == 0]
+    out: list[int] = []
+    while stack:
+        i = stack.pop()
+        out.append(i)
+        for s in reversed(ops[i].succs):
+            indeg[s] -= 1
+            if indeg[s] == 0:
+                stack.append(s)
+    if len(out) != len(ops):
+        raise ValueError("precedence graph has a cycle (validate the problem first)")
+    return out
+
+
+def _horizon(problem: Problem, ops: list[COp]) -> int:
+    """A safe upper bound on any sensible schedule's end, calendars included."""
+    base = max([problem.now] + [o.release for o in problem.orders])
+    base = max([base] + [c.fixed_end or 0 for c in ops])
+    max_setup = max(
+        [r.default_setup for r in problem.resources] + [s.time for r in problem.resources for s in r.setups] + [0]
+    )
+    work = sum(max((m.duration for m in c.modes), default=0) + max_setup for c in ops if not c.fixed)
+    work += sum(max(lag for _, lag, _ in c.preds) if c.preds else 0 for c in ops if not c.fixed)
+    horizon = base + work + 1
+    # Calendars: stretch until the horizon holds `work` of working time on every resource.
+    for _ in range(20):
+        longest_gap = max(
+            (sum(e - s for s, e in r.calendar.unavailable(horizon)) for r in problem.resources), default=0
+        )
+        needed = base + work + longest_gap + 1
+        if needed <= horizon:
+            break
+        horizon = needed
+    return horizon
