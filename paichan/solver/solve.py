@@ -9,13 +9,14 @@ the conflicting orders/constraints.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
 from ortools.sat.python import cp_model
 
 from paichan.domain import Objective, ObjectiveName, Problem, validate
-from paichan.solver import evaluate
+from paichan.solver import evaluate, tabu
 from paichan.solver.api import SolutionEvent, SolveParams, SolveResult, SolveStatus
 from paichan.solver.compiled import CProblem, compile_problem
 from paichan.solver.heuristic import RULES, Timetable, construct
@@ -40,11 +41,16 @@ class _Progress:
         self.history: list[SolutionEvent] = []
         self.first_time: float | None = None
         self.bound: float | None = None
+        self.lock = threading.Lock()
 
     def offer(self, tt: Timetable, source: str) -> bool:
         """Take ``tt`` if feasible and better; report it. Returns True if taken."""
         if not tt.feasible:
             return False
+        with self.lock:
+            return self._offer(tt, source)
+
+    def _offer(self, tt: Timetable, source: str) -> bool:
         values = evaluate.terms(self.cp, tt, self.reference)
         k = evaluate.key(self.objective, values)
         if self.best_key is not None and k >= self.best_key:
@@ -85,14 +91,18 @@ def solve(problem: Problem, params: SolveParams | None = None, on_solution: Call
                 break
 
     decompose = params.decompose if params.decompose is not None else len(cp.ops) > DECOMPOSE_ABOVE
-    status = SolveStatus.UNKNOWN
-    stats: dict[str, float | int | str] = {"operations": len(cp.ops), "decomposed": str(decompose)}
-    if decompose and progress.best is not None:
+    stats: dict[str, float | int | str] = {"operations": len(cp.ops)}
+    if progress.best is not None and tabu.applicable(cp):
+        stats["method"] = "tabu+cp-sat"
+        status = _core_search(cp, objective, progress, params, deadline, stats)
+    elif decompose and progress.best is not None:
         from paichan.solver.lns import improve
 
+        stats["method"] = "lns"
         improve(cp, objective, progress, params, deadline, stats)
         status = SolveStatus.FEASIBLE
     else:
+        stats["method"] = "cp-sat"
         status = _monolithic(cp, objective, progress, params, deadline, stats)
 
     if status == SolveStatus.INFEASIBLE:
@@ -107,6 +117,8 @@ def solve(problem: Problem, params: SolveParams | None = None, on_solution: Call
     bound = progress.bound
     if status == SolveStatus.OPTIMAL:
         bound = obj
+    elif bound is not None and objective.lexicographic is None and bound >= obj - 1e-9:
+        status = SolveStatus.OPTIMAL  # e.g. the tabu search reached CP-SAT's lower bound
     gap = None if bound is None else (0.0 if obj == 0 else max(0.0, (obj - bound) / abs(obj)))
     return SolveResult(
         status=status,
@@ -184,62 +196,113 @@ def read_timetable(solver: cp_model.CpSolver | cp_model.CpSolverSolutionCallback
     return tt
 
 
+def _cpsat(built: Built, params: SolveParams, time_limit: float, workers: int,
+           callback: cp_model.CpSolverSolutionCallback | None) -> tuple[cp_model.CpSolver, int]:
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(0.01, time_limit)
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = params.seed
+    solver.parameters.log_search_progress = params.log
+    return solver, solver.solve(built.model, callback)
+
+
+def _build_full(cp: CProblem, objective: Objective, progress: _Progress,
+                stage: ObjectiveName | None, fixed_terms: list[tuple[ObjectiveName, int]]) -> Built:
+    """The whole problem as one model, hinted with the incumbent."""
+    horizon = cp.horizon
+    if objective.terms() == [ObjectiveName.MAKESPAN] and progress.best_values is not None:
+        horizon = progress.best_values[ObjectiveName.MAKESPAN]  # nothing later is worth finding
+    built = ModelBuilder(cp, horizon, reference=progress.reference).build()
+    for term, value in fixed_terms:
+        built.model.add(built.terms[term] <= value)
+    if stage is None:
+        built.model.minimize(sum(w * built.terms[t] for t, w in objective.weights.items() if w > 0))
+    else:
+        built.model.minimize(built.terms[stage])
+    if progress.best is not None:
+        add_hint(built, cp, progress.best)
+    return built
+
+
 def _monolithic(cp: CProblem, objective: Objective, progress: _Progress, params: SolveParams, deadline: float,
                 stats: dict[str, float | int | str]) -> SolveStatus:
     """One CP-SAT model of the whole problem; lexicographic objectives in stages."""
-    stages = objective.lexicographic or [None]
-    status = SolveStatus.UNKNOWN
+    stages: list[ObjectiveName | None] = list(objective.lexicographic or [None])
     fixed_terms: list[tuple[ObjectiveName, int]] = []
+    all_optimal = True
     for n_stage, stage in enumerate(stages):
         left = deadline - time.monotonic()
         if left <= 0.05:
+            all_optimal = False
             break
-        horizon = cp.horizon
-        only_makespan = objective.terms() == [ObjectiveName.MAKESPAN]
-        if only_makespan and progress.best is not None and progress.best_values is not None:
-            horizon = progress.best_values[ObjectiveName.MAKESPAN]  # nothing worse is worth finding
-        builder = ModelBuilder(cp, horizon, reference=progress.reference)
-        built = builder.build()
-        for term, value in fixed_terms:
-            built.model.add(built.terms[term] <= value)
-        if stage is None:
-            expr = sum(w * built.terms[t] for t, w in objective.weights.items() if w > 0)
-        else:
-            expr = built.terms[stage]
-        built.model.minimize(expr)
-        if progress.best is not None:
-            add_hint(built, cp, progress.best)
-        solver = cp_model.CpSolver()
-        share = left / (len(stages) - n_stage)
-        solver.parameters.max_time_in_seconds = share
-        solver.parameters.num_workers = params.workers
-        solver.parameters.random_seed = params.seed
-        solver.parameters.log_search_progress = params.log
+        built = _build_full(cp, objective, progress, stage, fixed_terms)
         cb = _Collector(built, cp, progress, "cp-sat")
-        st = solver.solve(built.model, cb)
+        solver, st = _cpsat(built, params, left / (len(stages) - n_stage), params.workers, cb)
         stats[f"stage{n_stage}_status"] = solver.status_name(st)
         stats["conflicts"] = int(stats.get("conflicts", 0)) + solver.num_conflicts
-        stats["branches"] = int(stats.get("branches", 0)) + solver.num_branches
         if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             progress.offer(read_timetable(solver, built, cp), "cp-sat")
-            if stage is None or len(stages) == 1:
+            if stage is None:
                 progress.bound = solver.best_objective_bound
-            if stage is not None:
+            else:
                 fixed_terms.append((stage, int(solver.objective_value)))
-            status = SolveStatus.OPTIMAL if st == cp_model.OPTIMAL and status != SolveStatus.FEASIBLE else (
-                SolveStatus.FEASIBLE)
-            if st != cp_model.OPTIMAL:
-                status = SolveStatus.FEASIBLE
-        elif st == cp_model.INFEASIBLE:
-            return SolveStatus.INFEASIBLE if progress.best is None else SolveStatus.FEASIBLE
+            all_optimal &= st == cp_model.OPTIMAL
+        elif st == cp_model.INFEASIBLE and progress.best is None:
+            return SolveStatus.INFEASIBLE
         else:
-            status = SolveStatus.FEASIBLE if progress.best is not None else SolveStatus.UNKNOWN
+            all_optimal = False
             break
-    if status == SolveStatus.OPTIMAL and len(fixed_terms) < len(stages):
-        status = SolveStatus.FEASIBLE
-    if status == SolveStatus.UNKNOWN and progress.best is not None:
-        status = SolveStatus.FEASIBLE
-    return status
+    if progress.best is None:
+        return SolveStatus.UNKNOWN
+    return SolveStatus.OPTIMAL if all_optimal else SolveStatus.FEASIBLE
+
+
+def _core_search(cp: CProblem, objective: Objective, progress: _Progress, params: SolveParams, deadline: float,
+                 stats: dict[str, float | int | str]) -> SolveStatus:
+    """Tabu search on this thread, CP-SAT (bounds, proofs, repairs) on the other workers."""
+    assert progress.best is not None
+    search = tabu.TabuSearch(cp, progress.best, seed=params.seed)
+    proved = threading.Event()
+    adopted: list[Timetable | None] = [None]
+    cp_workers = params.workers - 1
+    cp_status: list[int] = [cp_model.UNKNOWN]
+
+    class _Feed(_Collector):
+        def on_solution_callback(self) -> None:
+            super().on_solution_callback()
+            adopted[0] = progress.best  # tabu continues from CP-SAT's improvement
+
+    def run_cpsat(time_limit: float, workers: int) -> None:
+        built = _build_full(cp, objective, progress, None, [])
+        solver, st = _cpsat(built, params, time_limit, workers, _Feed(built, cp, progress, "cp-sat"))
+        cp_status[0] = st
+        stats["cp_sat_status"] = solver.status_name(st)
+        if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            progress.bound = max(progress.bound or 0, solver.best_objective_bound)
+            progress.offer(read_timetable(solver, built, cp), "cp-sat")
+        if st == cp_model.OPTIMAL:
+            proved.set()
+
+    def between() -> None:
+        tt = adopted[0]
+        if tt is not None:
+            adopted[0] = None
+            search.adopt(tt)
+
+    def improved(_: int) -> None:
+        progress.offer(search.best_timetable(), "tabu")
+
+    if cp_workers >= 1:
+        worker = threading.Thread(target=run_cpsat, args=(deadline - time.monotonic(), cp_workers), daemon=True)
+        worker.start()
+        search.run(deadline, stop=proved.is_set, on_improve=improved, between=between)
+        worker.join()
+    else:  # one worker: tabu first, CP-SAT for the rest (proofs on small instances)
+        split = time.monotonic() + 0.7 * (deadline - time.monotonic())
+        search.run(split, on_improve=improved)
+        run_cpsat(deadline - time.monotonic(), 1)
+    stats["tabu_iterations"] = search.iterations
+    return SolveStatus.OPTIMAL if cp_status[0] == cp_model.OPTIMAL else SolveStatus.FEASIBLE
 
 
 def explain(cp: CProblem, reference: Timetable | None, params: SolveParams, time_limit: float) -> list[str]:
