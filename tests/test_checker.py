@@ -409,6 +409,15 @@ def test_material_simultaneous_consumers(material: tuple[Problem, Schedule]) -> 
     assert_only(p, replace(s, "B", start=0, end=10), "material")
 
 
+def test_started_work_has_already_consumed(material: tuple[Problem, Schedule]) -> None:
+    """Stock is stock now: A, already started at 0, does not draw on it again."""
+    p, s = material
+    a = p.orders[0].operations[0]
+    a.status = OperationStatus.STARTED
+    a.actual = Actual(resource="M1", start=0)
+    assert_ok(p, replace(s, "B", start=0, end=10))  # B takes the one unit in stock
+
+
 def test_fractional_material_tolerance() -> None:
     steel = Material(id="steel", stock=0.3)
     use = [MaterialUse(material="steel", quantity=0.1)]

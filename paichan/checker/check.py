@@ -17,7 +17,8 @@ Rules checked (the contract shared with the solver):
 6. precedence with min and max lags;
 7. release date and ``now`` for planned operations;
 8. hard order deadlines;
-9. material stock never negative, consumption at operation start;
+9. material stock never negative, consumption at operation start (started and
+   done operations have consumed already: ``Material.stock`` is stock now);
 10. started and done operations stay where the shop floor reported them.
 """
 
@@ -472,6 +473,8 @@ class _Checker:
         materials = {m.id: m for m in self.problem.materials}
         uses: dict[str, list[tuple[int, float, str]]] = defaultdict(list)
         for p in self.placed.values():
+            if p.op.status != OperationStatus.PLANNED:
+                continue  # already consumed: stock is "stock now"
             for use in p.op.materials:
                 if use.material not in materials:
                     self.add("material", p.op.id, f"operation '{p.op.id}' uses unknown material '{use.material}'")

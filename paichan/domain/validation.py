@@ -101,7 +101,9 @@ def find_problems(problem: Problem) -> list[Finding]:
             if op.status != OperationStatus.PLANNED and op.actual is not None:
                 if op.actual.resource not in {m.resource for m in op.modes}:
                     out.append(
-                        Finding(path + ".actual.resource", f"'{op.actual.resource}' is not one of the operation's modes")
+                        Finding(
+                            path + ".actual.resource", f"'{op.actual.resource}' is not one of the operation's modes"
+                        )
                     )
             for mu_i, mu in enumerate(op.materials):
                 if mu.material not in mats:

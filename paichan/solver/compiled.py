@@ -132,7 +132,12 @@ def compile_problem(problem: Problem, horizon: int | None = None) -> CProblem:
                 modes=modes,
                 family=op.family,
                 preds=preds,
-                materials=[(mat_index[u.material], u.quantity) for u in op.materials],
+                # started/done work has consumed already: Material.stock is stock now
+                materials=(
+                    [(mat_index[u.material], u.quantity) for u in op.materials]
+                    if op.status == OperationStatus.PLANNED
+                    else []
+                ),
                 span=op.can_span_breaks,
                 status=op.status,
                 release=max(order.release, problem.now),
@@ -141,9 +146,8 @@ def compile_problem(problem: Problem, horizon: int | None = None) -> CProblem:
             if op.status != OperationStatus.PLANNED and op.actual is not None:
                 c.fixed_mode = next(i for i, m in enumerate(op.modes) if m.resource == op.actual.resource)
                 c.fixed_start = op.actual.start
-                c.fixed_end = (
-                    op.actual.end if op.status == OperationStatus.DONE else op.actual.start + modes[c.fixed_mode].duration
-                )
+                run = modes[c.fixed_mode].duration
+                c.fixed_end = op.actual.end if op.status == OperationStatus.DONE else op.actual.start + run
             ids.append(c.idx)
             ops.append(c)
         order_ops.append(ids)

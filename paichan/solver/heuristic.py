@@ -88,6 +88,7 @@ def generate(
     priority: Sequence[float],
     modes: Sequence[int] | None = None,
     insertion: bool | None = None,
+    min_start: Sequence[int] | None = None,
 ) -> Timetable:
     """Schedule every operation; ``modes`` fixes each operation's mode if given."""
     n = len(cp.ops)
@@ -132,11 +133,11 @@ def generate(
     heap: list[tuple[int, float, int]] = []
     for c in cp.ops:
         if not c.fixed and indeg[c.idx] == 0:
-            heapq.heappush(heap, (_ready_time(cp, c.idx, end), priority[c.idx], c.idx))
+            heapq.heappush(heap, (_ready_time(cp, c.idx, end, min_start), priority[c.idx], c.idx))
 
     def best_placement(i: int) -> tuple[int, int, int, int]:
         c = cp.ops[i]
-        t0 = _ready_time(cp, i, end)
+        t0 = _ready_time(cp, i, end, min_start)
         best: tuple[int, int, int, int] | None = None
         choices = [modes[i]] if modes is not None else range(len(c.modes))
         for k in choices:
@@ -159,7 +160,8 @@ def generate(
                     s2, _ = place(pool.windows, pool_win_ends[p], s2, e - s, False)
                     s = max(s, s2)
                 for mat, q in c.materials:
-                    s = max(s, _material_start(cp.materials[mat].stock, cp.materials[mat].receipts, consumed[mat], q, s))
+                    supply = cp.materials[mat]
+                    s = max(s, _material_start(supply.stock, supply.receipts, consumed[mat], q, s))
                 t = s
                 if t == t_prev:
                     break
@@ -182,7 +184,7 @@ def generate(
                 continue
             indeg[j] -= 1
             if indeg[j] == 0:
-                heapq.heappush(heap, (_ready_time(cp, j, end), priority[j], j))
+                heapq.heappush(heap, (_ready_time(cp, j, end, min_start), priority[j], j))
 
     for c in cp.ops:
         if c.fixed:
@@ -195,9 +197,9 @@ def generate(
     return Timetable(mode, start, end, setup, not violations, violations)
 
 
-def _ready_time(cp: CProblem, i: int, end: list[int]) -> int:
+def _ready_time(cp: CProblem, i: int, end: list[int], min_start: Sequence[int] | None = None) -> int:
     c = cp.ops[i]
-    t = c.release
+    t = c.release if min_start is None else max(c.release, min_start[i])
     for p, lo, _ in c.preds:
         t = max(t, end[p] + lo)
     return t
@@ -261,6 +263,40 @@ def _material_start(
     return times[-1]
 
 
+def generate_repaired(
+    cp: CProblem,
+    priority: Sequence[float],
+    modes: Sequence[int] | None = None,
+    insertion: bool | None = None,
+    rounds: int = 25,
+) -> Timetable:
+    """:func:`generate`, re-run with predecessors delayed until max lags hold.
+
+    A successor that starts too long after its predecessor makes the
+    predecessor start later (just in time) on the next pass; bounded rounds.
+    """
+    has_max_lag = any(hi is not None for c in cp.ops for _, _, hi in c.preds)
+    tt = generate(cp, priority, modes, insertion)
+    if not has_max_lag:
+        return tt
+    extra = [0] * len(cp.ops)
+    for _ in range(rounds):
+        if tt.feasible:
+            return tt
+        changed = False
+        for c in cp.ops:
+            for p, _lo, hi in c.preds:
+                if hi is not None and not cp.ops[p].fixed and tt.start[c.idx] - tt.end[p] > hi:
+                    need = tt.start[c.idx] - hi - (tt.end[p] - tt.start[p])
+                    if need > extra[p]:
+                        extra[p] = need
+                        changed = True
+        if not changed:
+            return tt
+        tt = generate(cp, priority, modes, insertion, min_start=extra)
+    return tt
+
+
 def construct(cp: CProblem, rules: Sequence[str] = RULES) -> list[tuple[str, Timetable]]:
     """Run several dispatching rules; each result is a complete timetable."""
-    return [(rule, generate(cp, priorities(cp, rule))) for rule in rules]
+    return [(rule, generate_repaired(cp, priorities(cp, rule))) for rule in rules]

@@ -376,18 +376,32 @@ class ModelBuilder:
         ops = self.built.ops
         sinks = [c.idx for c in cp.ops if not c.succs]
         makespan = m.new_int_var(0, H, "makespan")
+        pinned_end = 0  # operations outside the (sub)model only contribute a constant
         for i in sinks:
-            m.add(makespan >= self._endpoint(i))
+            e = self._endpoint(i)
+            if isinstance(e, int):
+                pinned_end = max(pinned_end, e)
+            else:
+                m.add(makespan >= e)
+        if pinned_end:
+            m.add(makespan >= pinned_end)
         terms[ObjectiveName.MAKESPAN] = makespan
         tard: list[LinearExpr] = []
         for o, ids in enumerate(cp.order_ops):
             due = cp.order_due[o]
             if due is None or not ids:
                 continue
+            ends = [
+                self._endpoint(i)
+                for i in ids
+                if not cp.ops[i].succs or all(cp.ops[s].order != o for s in cp.ops[i].succs)
+            ]
+            if all(isinstance(e, int) for e in ends):
+                tard.append(cp.order_weight[o] * max(0, max(ends) - due))  # type: ignore[type-var]
+                continue
             t = m.new_int_var(0, H, f"tard{o}")
-            for i in ids:
-                if not cp.ops[i].succs or all(cp.ops[s].order != o for s in cp.ops[i].succs):
-                    m.add(t >= self._endpoint(i) - due)
+            for e in ends:
+                m.add(t >= e - due)
             tard.append(cp.order_weight[o] * t)
         terms[ObjectiveName.WEIGHTED_TARDINESS] = sum(tard) if tard else 0
         terms[ObjectiveName.SETUP] = sum(self.built.setup_vars.values()) if self.built.setup_vars else 0

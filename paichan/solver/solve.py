@@ -161,10 +161,10 @@ def precheck(cp: CProblem) -> list[str]:
 
 def _repair_reference(cp: CProblem, ref: Timetable) -> Timetable:
     """The reference schedule re-timed with its modes and sequence (it may be stale)."""
-    from paichan.solver.heuristic import generate
+    from paichan.solver.heuristic import generate_repaired
 
     prio = [float(s) for s in ref.start]
-    return generate(cp, prio, modes=ref.mode, insertion=False)
+    return generate_repaired(cp, prio, modes=ref.mode, insertion=False)
 
 
 class _Collector(cp_model.CpSolverSolutionCallback):
@@ -263,18 +263,18 @@ def _core_search(cp: CProblem, objective: Objective, progress: _Progress, params
     assert progress.best is not None
     search = tabu.TabuSearch(cp, progress.best, seed=params.seed)
     proved = threading.Event()
-    adopted: list[Timetable | None] = [None]
     cp_workers = params.workers - 1
     cp_status: list[int] = [cp_model.UNKNOWN]
-
-    class _Feed(_Collector):
-        def on_solution_callback(self) -> None:
-            super().on_solution_callback()
-            adopted[0] = progress.best  # tabu continues from CP-SAT's improvement
+    large = len(cp.ops) > DECOMPOSE_ABOVE
 
     def run_cpsat(time_limit: float, workers: int) -> None:
+        if large:  # a full model would stall: CP-SAT works on windows instead
+            from paichan.solver.lns import improve
+
+            improve(cp, objective, progress, params, time.monotonic() + time_limit, stats, workers=workers)
+            return
         built = _build_full(cp, objective, progress, None, [])
-        solver, st = _cpsat(built, params, time_limit, workers, _Feed(built, cp, progress, "cp-sat"))
+        solver, st = _cpsat(built, params, time_limit, workers, _Collector(built, cp, progress, "cp-sat"))
         cp_status[0] = st
         stats["cp_sat_status"] = solver.status_name(st)
         if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -284,10 +284,10 @@ def _core_search(cp: CProblem, objective: Objective, progress: _Progress, params
             proved.set()
 
     def between() -> None:
-        tt = adopted[0]
-        if tt is not None:
-            adopted[0] = None
-            search.adopt(tt)
+        """Continue the tabu search from the other worker's improvement, if any."""
+        values = progress.best_values
+        if values is not None and progress.best is not None and values[ObjectiveName.MAKESPAN] < search.best_val[0]:
+            search.adopt(progress.best)
 
     def improved(_: int) -> None:
         progress.offer(search.best_timetable(), "tabu")

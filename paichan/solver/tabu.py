@@ -20,6 +20,7 @@ chunks to watch the clock.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 
@@ -52,7 +53,7 @@ def applicable(cp: CProblem) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def _evaluate(n, job_prev, job_next, mach_prev, mach_next, dur, release, r, q, order, indeg):  # noqa: PLR0913
+def _evaluate(n, job_prev, job_next, mach_prev, mach_next, dur, release, r, q, order, indeg):
     """Heads r, tails q (excluding own duration), topological order; -1 on a cycle."""
     head = 0
     tail = 0
@@ -244,6 +245,8 @@ def _tabu_chunk(
                             continue
                         u = path[s + 1]
                         v = path[s]
+                    if job_next[u] == v:
+                        continue  # same job back to back: swapping would close a cycle
                     a = mach_prev[u]
                     b = mach_next[v]
                     jpu = job_prev[u]
@@ -345,6 +348,9 @@ def _tabu_chunk(
             dur[bu] = mode_dur[bk]
             tabu_mach[bu, old_m] = it + tenure
         cmax = _evaluate(n, job_prev, job_next, mach_prev, mach_next, dur, release, r, q, order, indeg)
+        if cmax < 0 and bkind == 1:  # guard: undo a move that closed a cycle
+            _swap(bv, bu, mach_prev, mach_next, mach_first, machine)
+            cmax = _evaluate(n, job_prev, job_next, mach_prev, mach_next, dur, release, r, q, order, indeg)
         if cmax < best_val[0]:
             best_val[0] = cmax
             best_mode[:] = mode
@@ -442,7 +448,7 @@ class TabuSearch:
         self.mach_prev[:] = -1
         self.mach_next[:] = -1
         order = np.lexsort((np.arange(self.n), np.array(tt.start), self.machine))
-        for a, b in zip(order[:-1], order[1:], strict=True):
+        for a, b in itertools.pairwise(order):
             if self.machine[a] == self.machine[b]:
                 self.mach_next[a] = b
                 self.mach_prev[b] = a

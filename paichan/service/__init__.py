@@ -1,0 +1,1 @@
+"""User-facing surfaces: command line, Gantt chart (HTTP API to come)."""

@@ -1,0 +1,225 @@
+"""The ``paichan`` command line.
+
+``paichan solve --format {jssp,fjsp} INSTANCE --time-limit S --workers N --output OUT.json``
+keeps the exact contract other tools call; ``paichan solve problem.json`` takes the
+project's own problem format (``paichan schema`` prints its JSON Schema);
+``paichan demo`` solves the bundled demo plant end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from paichan.checker import check
+from paichan.domain import Problem, ProblemError
+from paichan.solver import SolutionEvent, SolveParams, SolveResult, solve
+from paichan.solver.readers import InstanceFormatError, instance_indices, machine_index, read_instance
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit code 2."""
+
+
+def load_problem(path: Path) -> Problem:
+    """Read a problem.json, naming the file and field of any error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise CliError(f"{path}: cannot read ({e.strerror})") from e
+    try:
+        return Problem.model_validate_json(text)
+    except ValidationError as e:
+        lines = [f"{path}: {len(e.errors())} error(s) in the problem file:"]
+        for err in e.errors()[:50]:
+            loc = ".".join(str(x) for x in err["loc"])
+            lines.append(f"  - {loc}: {err['msg']}")
+        raise CliError("\n".join(lines)) from e
+
+
+def _progress(quiet: bool) -> Any:
+    def show(ev: SolutionEvent) -> None:
+        if not quiet:
+            bound = f"  bound {ev.bound:g}" if ev.bound is not None else ""
+            print(f"[{ev.time:6.2f}s] objective {ev.objective:g}{bound}  ({ev.source})", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _verified(problem: Problem, result: SolveResult) -> dict[str, Any] | None:
+    """KPIs recomputed by the independent checker; refuses an infeasible schedule."""
+    if result.schedule is None:
+        return None
+    report = check(problem, result.schedule)
+    if not report.ok:
+        detail = "\n".join(f"  - {v}" for v in report.violations[:20])
+        raise CliError(f"internal error: the solver's schedule fails the independent checker:\n{detail}")
+    return report.kpis.model_dump() if report.kpis is not None else None
+
+
+def cmd_solve(args: argparse.Namespace) -> int:
+    path = Path(args.instance)
+    fmt = args.format or ("json" if path.suffix.lower() == ".json" else None)
+    if fmt is None:
+        raise CliError(f"{path}: say --format jssp or --format fjsp for instance files (or give a .json problem)")
+    if fmt in ("jssp", "fjsp"):
+        try:
+            problem = read_instance(path, fmt)
+        except InstanceFormatError as e:
+            raise CliError(str(e)) from e
+        except OSError as e:
+            raise CliError(f"{path}: cannot read ({e.strerror})") from e
+    else:
+        problem = load_problem(path)
+    params = SolveParams(time_limit=args.time_limit, workers=args.workers, seed=args.seed)
+    try:
+        result = solve(problem, params, on_solution=_progress(args.quiet))
+    except ProblemError as e:
+        raise CliError(f"{path}: {e}") from e
+    kpis = _verified(problem, result)
+    if fmt in ("jssp", "fjsp"):
+        out: dict[str, Any] = {
+            "status": result.status.value,
+            "makespan": int(result.objective) if result.objective is not None else None,
+            "operations": sorted(
+                (
+                    {
+                        "job": instance_indices(s.operation)[0],
+                        "index": instance_indices(s.operation)[1],
+                        "machine": machine_index(s.resource),
+                        "start": s.start,
+                        "end": s.end,
+                    }
+                    for s in (result.schedule.operations if result.schedule else [])
+                ),
+                key=lambda d: (d["job"], d["index"]),
+            ),
+        }
+    else:
+        out = {
+            "status": result.status.value,
+            "objective": result.objective,
+            "best_bound": result.best_bound,
+            "gap": result.gap,
+            "kpis": kpis,
+            "infeasibility": result.infeasibility,
+            "schedule": result.schedule.model_dump() if result.schedule else None,
+            "stats": result.stats,
+        }
+    text = json.dumps(out, indent=None if fmt in ("jssp", "fjsp") else 2)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    if args.gantt and result.schedule is not None:
+        from paichan.service.gantt import gantt_html
+
+        Path(args.gantt).write_text(gantt_html(problem, result.schedule), encoding="utf-8")
+    summary = f"status {result.status.value}"
+    if result.objective is not None:
+        summary += f", objective {result.objective:g}"
+    if result.best_bound is not None:
+        summary += f", bound {result.best_bound:g}"
+    print(summary + f" ({result.wall_time:.1f} s)", file=sys.stderr)
+    for reason in result.infeasibility:
+        print(f"  {reason}", file=sys.stderr)
+    return 0 if result.schedule is not None or result.status.value == "infeasible" else 1
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from paichan.examples import demo_plant
+    from paichan.service.gantt import gantt_html
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    problem = demo_plant()
+    (out / "problem.json").write_text(problem.model_dump_json(indent=2), encoding="utf-8")
+    ops = sum(len(o.operations) for o in problem.orders)
+    print(f"demo plant: {len(problem.orders)} orders, {ops} operations, "
+          f"{len(problem.resources)} resources; solving for {args.time_limit:g} s ...", file=sys.stderr)
+    result = solve(problem, SolveParams(time_limit=args.time_limit, workers=args.workers),
+                   on_solution=_progress(False))
+    if result.schedule is None:
+        raise CliError(f"demo: no schedule ({result.status.value}): {'; '.join(result.infeasibility)}")
+    kpis = _verified(problem, result)
+    (out / "schedule.json").write_text(result.schedule.model_dump_json(indent=2), encoding="utf-8")
+    (out / "kpis.json").write_text(json.dumps(kpis, indent=2), encoding="utf-8")
+    report = check(problem, result.schedule)
+    (out / "gantt.html").write_text(gantt_html(problem, result.schedule, report.kpis), encoding="utf-8")
+    print(f"status: {result.status.value} (checked feasible by the independent checker)")
+    assert kpis is not None
+    for k, v in kpis.items():
+        if k != "utilisation":
+            print(f"  {k:20s} {v}")
+    print("  utilisation         " + ", ".join(f"{m} {u:.0%}" for m, u in kpis["utilisation"].items()))
+    print(f"wrote {out / 'problem.json'}, {out / 'schedule.json'}, {out / 'kpis.json'}, {out / 'gantt.html'}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    text = json.dumps(Problem.model_json_schema(), indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from paichan.domain import Schedule
+
+    problem = load_problem(Path(args.problem))
+    raw = json.loads(Path(args.schedule).read_text(encoding="utf-8"))
+    schedule = Schedule.model_validate(raw.get("schedule", raw) if isinstance(raw, dict) else raw)
+    report = check(problem, schedule)
+    for v in report.violations:
+        print(v)
+    print("feasible" if report.ok else f"{len(report.violations)} violation(s)")
+    return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="paichan", description="Production scheduling on a CP-SAT core.")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("solve", help="solve a job-shop instance or a problem.json")
+    s.add_argument("instance", help="instance file (with --format) or problem .json")
+    s.add_argument("--format", choices=["jssp", "fjsp", "json"], default=None)
+    s.add_argument("--time-limit", type=float, default=10.0, help="seconds (default 10)")
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--output", help="write the result JSON here (default: stdout)")
+    s.add_argument("--gantt", help="also write an HTML Gantt chart here")
+    s.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    s.set_defaults(func=cmd_solve)
+    d = sub.add_parser("demo", help="solve the bundled demo plant and write schedule, KPIs and Gantt")
+    d.add_argument("--output", default="out/demo")
+    d.add_argument("--time-limit", type=float, default=10.0)
+    d.add_argument("--workers", type=int, default=2)
+    d.set_defaults(func=cmd_demo)
+    sc = sub.add_parser("schema", help="print the JSON Schema of problem.json")
+    sc.add_argument("--output")
+    sc.set_defaults(func=cmd_schema)
+    c = sub.add_parser("check", help="verify a schedule against a problem with the independent checker")
+    c.add_argument("problem")
+    c.add_argument("schedule")
+    c.set_defaults(func=cmd_check)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

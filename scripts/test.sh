@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up and run the test suite (lint + tests; slow benchmarks are excluded by default).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --dev
+.venv/bin/ruff check paichan bench tests
+.venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,108 @@
+"""The command-line contract, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import INSTANCES
+
+from paichan.checker import check
+from paichan.domain import Problem, Schedule, ScheduledOperation
+from paichan.solver.readers import read_fjsp, read_jssp
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "paichan.service.cli", *args], capture_output=True, text=True,
+                          timeout=120)
+
+
+def as_schedule(problem: Problem, ops: list[dict[str, int]], one_based: bool = False) -> Schedule:
+    """Contract output -> Schedule, so the independent checker can verify it."""
+    out = []
+    for d in ops:
+        j, k, m = d["job"], d["index"], d["machine"]
+        operation = problem.orders[j].operations[k]
+        mode = next(i for i, md in enumerate(operation.modes) if md.resource == f"m{m}")
+        out.append(ScheduledOperation(operation=operation.id, order=problem.orders[j].id, resource=f"m{m}", mode=mode,
+                                      start=d["start"], end=d["end"]))
+    return Schedule(operations=out)
+
+
+def test_solve_jssp_contract(tmp_path: Path) -> None:
+    out = tmp_path / "ft06.json"
+    r = run("solve", "--format", "jssp", str(INSTANCES / "jssp" / "ft06.txt"), "--time-limit", "5", "--workers", "2",
+            "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    assert set(data) == {"status", "makespan", "operations"}
+    assert data["status"] == "optimal" and data["makespan"] == 55
+    assert len(data["operations"]) == 36
+    assert set(data["operations"][0]) == {"job", "index", "machine", "start", "end"}
+    problem = read_jssp(INSTANCES / "jssp" / "ft06.txt")
+    assert check(problem, as_schedule(problem, data["operations"])).ok
+    assert "objective" in r.stderr  # progress lines
+
+
+def test_solve_fjsp_contract_machines_are_zero_based(tmp_path: Path) -> None:
+    out = tmp_path / "mk01.json"
+    path = INSTANCES / "fjsp" / "brandimarte" / "mk01.fjs"
+    r = run("solve", "--format", "fjsp", str(path), "--time-limit", "3", "--workers", "2", "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(out.read_text())
+    problem = read_fjsp(path)
+    assert min(d["machine"] for d in data["operations"]) == 0
+    assert check(problem, as_schedule(problem, data["operations"])).ok
+    assert data["makespan"] == max(d["end"] for d in data["operations"])
+
+
+def test_malformed_instance_names_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.txt"
+    bad.write_text("2 2\n0 5 1 4\n1 3 0\n")
+    r = run("solve", "--format", "jssp", str(bad), "--time-limit", "1")
+    assert r.returncode == 2 and "line 3" in r.stderr and "bad.txt" in r.stderr
+
+
+def test_problem_json_round_trip_and_bad_field(tmp_path: Path) -> None:
+    schema = tmp_path / "schema.json"
+    assert run("schema", "--output", str(schema)).returncode == 0
+    assert json.loads(schema.read_text())["title"] == "Problem"
+    problem = {"resources": [{"id": "M"}], "orders": [{"id": "O", "operations": [
+        {"id": "a", "modes": [{"resource": "M", "duration": 5}]},
+        {"id": "b", "modes": [{"resource": "M", "duration": 7}]}]}]}
+    good = tmp_path / "p.json"
+    good.write_text(json.dumps(problem))
+    out = tmp_path / "r.json"
+    r = run("solve", str(good), "--time-limit", "2", "--output", str(out))
+    assert r.returncode == 0, r.stderr
+    result = json.loads(out.read_text())
+    assert result["kpis"]["makespan"] == 12 and result["status"] == "optimal"
+    problem["orders"][0]["operations"][1]["modes"][0]["duration"] = "seven"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(problem))
+    r = run("solve", str(bad), "--time-limit", "1")
+    assert r.returncode == 2 and "orders.0.operations.1.modes.0.duration" in r.stderr and "bad.json" in r.stderr
+
+
+def test_inconsistent_problem_json_lists_findings(tmp_path: Path) -> None:
+    problem = {"resources": [{"id": "M"}], "orders": [{"id": "O", "operations": [
+        {"id": "a", "modes": [{"resource": "X", "duration": 5}]}]}]}
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(problem))
+    r = run("solve", str(path), "--time-limit", "1")
+    assert r.returncode == 2 and "unknown resource 'X'" in r.stderr
+
+
+def test_demo_writes_schedule_kpis_and_gantt(tmp_path: Path) -> None:
+    r = run("demo", "--output", str(tmp_path), "--time-limit", "3")
+    assert r.returncode == 0, r.stderr
+    for name in ("problem.json", "schedule.json", "kpis.json", "gantt.html"):
+        assert (tmp_path / name).stat().st_size > 0
+    problem = Problem.model_validate_json((tmp_path / "problem.json").read_text())
+    schedule = Schedule.model_validate_json((tmp_path / "schedule.json").read_text())
+    report = check(problem, schedule)
+    assert report.ok and report.kpis is not None
+    assert json.loads((tmp_path / "kpis.json").read_text())["makespan"] == report.kpis.makespan
+    assert "<svg" in (tmp_path / "gantt.html").read_text()
