@@ -575,3 +575,21 @@ def test_checker_does_not_import_solver() -> None:
                 ), (path, node.module)
             if isinstance(node, ast.Import):
                 assert all(not a.name.startswith("paichan.solver") for a in node.names), path
+
+
+# --------------------------------------------------------------------------- 11 one group
+
+
+def test_one_group_orders_stay_on_one_line() -> None:
+    a = Operation(id="A", modes=[Mode(resource="M1", duration=10, group="L1"), Mode(resource="M2", duration=10,
+                                                                                       group="L2")])
+    b = Operation(id="B", modes=[Mode(resource="M1", duration=10, group="L1"), Mode(resource="M2", duration=10,
+                                                                                       group="L2")])
+    p = Problem(resources=[machine("M1"), machine("M2")], orders=[Order(id="O", one_group=True, operations=[a, b])])
+    same = Schedule(operations=[ScheduledOperation(operation="A", order="O", resource="M1", mode=0, start=0, end=10),
+                                ScheduledOperation(operation="B", order="O", resource="M1", mode=0, start=10, end=20)])
+    assert check(p, same).ok
+    mixed = Schedule(operations=[same.operations[0],
+                                 ScheduledOperation(operation="B", order="O", resource="M2", mode=1, start=10, end=20)])
+    report = check(p, mixed)
+    assert [v.kind for v in report.violations] == ["group"]

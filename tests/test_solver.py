@@ -206,3 +206,16 @@ def test_conflicting_deadlines_are_named() -> None:
     assert result.status == SolveStatus.INFEASIBLE
     text = " ".join(result.infeasibility)
     assert "order A" in text and "order B" in text and "order C" not in text
+
+
+def test_one_group_keeps_an_order_on_one_line() -> None:
+    def two_lines(fast: str) -> list[Mode]:
+        return [Mode(resource="L1-M", duration=5 if fast == "L1" else 50, group="L1"),
+                Mode(resource="L2-M", duration=5 if fast == "L2" else 50, group="L2")]
+
+    o = order("O", Operation(id="a", modes=two_lines("L1")), Operation(id="b", modes=two_lines("L2")), one_group=True)
+    p = Problem(resources=machines("L1-M", "L2-M"), orders=[o])
+    result, kpis = solved(p)
+    s = by_id(result)
+    assert s["a"].resource[:2] == s["b"].resource[:2]  # mixing lines would give makespan 10
+    assert kpis.makespan == 55

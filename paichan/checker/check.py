@@ -19,7 +19,8 @@ Rules checked (the contract shared with the solver):
 8. hard order deadlines;
 9. material stock never negative, consumption at operation start (started and
    done operations have consumed already: ``Material.stock`` is stock now);
-10. started and done operations stay where the shop floor reported them.
+10. started and done operations stay where the shop floor reported them;
+11. an order with ``one_group`` runs all its operations in modes of one group.
 """
 
 from __future__ import annotations
@@ -235,7 +236,24 @@ class _Checker:
         self.dates()
         self.materials()
         self.fixed_work()
+        self.groups()
         return self.out
+
+    # 11 ------------------------------------------------------------------ groups
+    def groups(self) -> None:
+        """Orders with ``one_group``: all chosen modes belong to one group (one line)."""
+        for order in self.problem.orders:
+            if not order.one_group:
+                continue
+            seen: dict[str, str] = {}
+            for op in order.operations:
+                p = self.placed.get(op.id)
+                if p is not None and p.mode is not None and p.mode.group is not None:
+                    seen.setdefault(p.mode.group, op.id)
+            if len(seen) > 1:
+                where = ", ".join(f"{g} ({o})" for g, o in seen.items())
+                self.add("group", next(iter(seen.values())),
+                         f"order '{order.id}' must run in one group but uses {where}")
 
     # 1 ------------------------------------------------------------------ coverage
     def coverage(self) -> None:

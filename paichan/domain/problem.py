@@ -161,6 +161,7 @@ class Mode(_Model):
     resource: str
     duration: int = Field(ge=0)
     secondary: list[SecondaryUse] = Field(default_factory=list)
+    group: str | None = None  # e.g. the production line; see Order.one_group
 
 
 class MaterialUse(_Model):
@@ -237,6 +238,7 @@ class Order(_Model):
     due: int | None = None
     deadline: int | None = None  # hard: the order must end by then
     priority: int = Field(default=1, ge=0)  # weight in weighted tardiness
+    one_group: bool = False  # all operations run in modes of one group (one line, one plant)
     operations: list[Operation]
 
 

@@ -18,6 +18,7 @@ class CMode:
     machine: int
     duration: int
     secondary: list[tuple[int, int]]  # (pool index, amount)
+    group: str | None = None
 
 
 @dataclass(slots=True)
@@ -87,6 +88,7 @@ class CProblem:
     order_due: list[int | None]
     order_weight: list[int]
     order_ops: list[list[int]]
+    order_one_group: list[bool]
     horizon: int
     topo: list[int]  # a topological order of operations
 
@@ -117,7 +119,8 @@ def compile_problem(problem: Problem, horizon: int | None = None) -> CProblem:
         ids: list[int] = []
         for k, op in enumerate(order.operations):
             modes = [
-                CMode(res_index[m.resource], m.duration, [(pool_index[s.resource], s.amount) for s in m.secondary])
+                CMode(res_index[m.resource], m.duration, [(pool_index[s.resource], s.amount) for s in m.secondary],
+                      m.group)
                 for m in op.modes
             ]
             if op.predecessors is None:
@@ -190,6 +193,7 @@ def compile_problem(problem: Problem, horizon: int | None = None) -> CProblem:
         order_due=[o.due for o in problem.orders],
         order_weight=[o.priority for o in problem.orders],
         order_ops=order_ops,
+        order_one_group=[o.one_group for o in problem.orders],
         horizon=horizon,
         topo=topo,
     )

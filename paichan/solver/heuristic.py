@@ -104,11 +104,14 @@ def generate(
     end = [0] * n
     setup = [0] * n
     violations: list[str] = []
+    order_group: dict[int, str] = {}
 
     def commit(i: int, k: int, s: int, e: int, su: int) -> None:
         c = cp.ops[i]
         mode[i], start[i], end[i], setup[i] = k, s, e, su
         md = c.modes[k]
+        if cp.order_one_group[c.order] and md.group is not None:
+            order_group.setdefault(c.order, md.group)
         st = mstate[md.machine]
         if e > s:
             if insertion:
@@ -139,7 +142,10 @@ def generate(
         c = cp.ops[i]
         t0 = _ready_time(cp, i, end, min_start)
         best: tuple[int, int, int, int] | None = None
-        choices = [modes[i]] if modes is not None else range(len(c.modes))
+        choices: Sequence[int] = [modes[i]] if modes is not None else range(len(c.modes))
+        group = order_group.get(c.order)
+        if group is not None and modes is None:
+            choices = [k for k in choices if c.modes[k].group in (group, None)] or list(choices)
         for k in choices:
             md = c.modes[k]
             m = cp.machines[md.machine]

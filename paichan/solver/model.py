@@ -152,6 +152,35 @@ class ModelBuilder:
         self._machines()
         self._pools()
         self._materials()
+        self._groups()
+
+    def _groups(self) -> None:
+        """Orders with ``one_group``: every operation's mode comes from one group (e.g. one line)."""
+        cp, m = self.cp, self.m
+        for o, ids in enumerate(cp.order_ops):
+            if not cp.order_one_group[o]:
+                continue
+            chosen: dict[str, cp_model.IntVar] = {}
+            for i in ids:
+                for md in cp.ops[i].modes:
+                    if md.group is not None and md.group not in chosen:
+                        chosen[md.group] = m.new_bool_var(f"grp{o}_{md.group}")
+            if len(chosen) <= 1:
+                continue
+            m.add_exactly_one(list(chosen.values()))
+            for i in ids:
+                if self._in_model(i):
+                    v = self.built.ops[i]
+                    for k, md in enumerate(cp.ops[i].modes):
+                        if md.group is not None and not isinstance(v.presence[k], int):
+                            m.add_implication(v.presence[k], chosen[md.group])
+                        elif md.group is not None and v.presence[k] == 1:
+                            m.add(chosen[md.group] == 1)
+                else:
+                    k, _, _ = self._pinned(i)
+                    g = cp.ops[i].modes[k].group
+                    if g is not None:
+                        m.add(chosen[g] == 1)
 
     def _fixed_work(self) -> None:
         if not self.explain:

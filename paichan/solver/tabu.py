@@ -38,7 +38,7 @@ def applicable(cp: CProblem) -> bool:
     """True if the problem is a plain (flexible) job shop with a makespan objective."""
     if cp.problem.objective.terms() != [ObjectiveName.MAKESPAN]:
         return False
-    if cp.has_calendars or cp.has_setups or cp.materials or cp.pools:
+    if cp.has_calendars or cp.has_setups or cp.materials or cp.pools or any(cp.order_one_group):
         return False
     for c in cp.ops:
         if c.fixed or c.deadline is not None or c.materials:
