@@ -219,3 +219,13 @@ def test_one_group_keeps_an_order_on_one_line() -> None:
     s = by_id(result)
     assert s["a"].resource[:2] == s["b"].resource[:2]  # mixing lines would give makespan 10
     assert kpis.makespan == 55
+
+
+def test_running_operation_resumes_after_a_breakdown() -> None:
+    cal = Calendar(downtimes=[Downtime(start=20, end=50, kind="breakdown")])
+    a = op("a", ("M", 30), can_span_breaks=True, status=OperationStatus.STARTED, actual=Actual(resource="M", start=10))
+    p = Problem(now=20, resources=machines("M", calendar=cal), orders=[order("O", a, op("b", ("M", 5)))])
+    result, _ = solved(p)
+    s = by_id(result)
+    assert (s["a"].start, s["a"].end) == (10, 70)  # 10 minutes before the breakdown, 20 after it
+    assert s["b"].start >= 70

@@ -556,6 +556,18 @@ class _Checker:
                     op.id,
                     f"started operation '{op.id}' runs on '{actual.resource}', which none of its modes uses",
                 )
+            elif op.can_span_breaks:
+                # a running operation pauses over breaks and breakdowns, then resumes
+                resource = self.resources.get(actual.resource)
+                win = self.windows(resource) if resource is not None else None
+                working = (e.end - e.start) - (win.overlap(e.start, e.end) if win is not None else 0)
+                if working != mode.duration:
+                    self.add(
+                        "fixed",
+                        op.id,
+                        f"started operation '{op.id}' [{e.start}, {e.end}) holds {working} working time, "
+                        f"needs {mode.duration}",
+                    )
             elif e.end != e.start + mode.duration:
                 self.add(
                     "fixed",

@@ -192,11 +192,16 @@ class OperationStatus(str, Enum):
 
 
 class Actual(_Model):
-    """What the shop floor reports for a started or finished operation."""
+    """What the shop floor reports for a started or finished operation.
+
+    A started operation ends at start + duration, or, if it may span breaks,
+    once it has had ``duration`` of working time (it pauses over breaks and
+    breakdowns and resumes after them).
+    """
 
     resource: str
     start: int
-    end: int | None = None  # None while running: end = start + duration
+    end: int | None = None  # set for done operations
 
 
 class Operation(_Model):

@@ -184,6 +184,41 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from paichan.agents.runtime import run_agents, run_centralised
+    from paichan.agents.scenario import ScenarioError, load_scenario
+    from paichan.bus.server import RedisUnavailable
+
+    try:
+        sc = load_scenario(args.scenario)
+    except ScenarioError as e:
+        raise CliError(str(e)) from e
+    out = Path(args.output)
+    try:
+        if args.centralised:
+            kpis = run_centralised(sc, out, args.time_limit)
+        else:
+            kpis = run_agents(sc, out, timeout=args.timeout)
+    except RedisUnavailable as e:
+        raise CliError(str(e)) from e
+    print(json.dumps({k: kpis.get(k) for k in ("feasible", "weighted_tardiness", "makespan", "late_orders",
+                                               "total_tardiness", "messages", "wall_time_s")}))
+    print(f"wrote {out / 'schedule.json'}, {out / 'kpis.json'}, {out / 'negotiations.jsonl'}, {out / 'gantt.html'}",
+          file=sys.stderr)
+    return 0 if kpis["feasible"] else 1
+
+
+def cmd_scenario_schema(args: argparse.Namespace) -> int:
+    from paichan.agents.scenario import Scenario
+
+    text = json.dumps(Scenario.model_json_schema(), indent=2)
+    if args.output:
+        Path(args.output).write_text(text + "\n", encoding="utf-8")
+    else:
+        print(text)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="paichan", description="Production scheduling on a CP-SAT core.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -205,6 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     sc = sub.add_parser("schema", help="print the JSON Schema of problem.json")
     sc.add_argument("--output")
     sc.set_defaults(func=cmd_schema)
+    r = sub.add_parser("run", help="run a scenario: agents on Ray over Redis (or --centralised)")
+    r.add_argument("scenario", help="scenario YAML (see scenarios/ and `paichan scenario-schema`)")
+    r.add_argument("--output", required=True, help="directory for schedule.json, kpis.json, negotiations.jsonl, "
+                   "gantt.html")
+    r.add_argument("--centralised", action="store_true", help="solve as one CP-SAT problem instead")
+    r.add_argument("--time-limit", type=float, default=60.0, help="centralised solve time (s)")
+    r.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for the agents after this (s)")
+    r.set_defaults(func=cmd_run)
+    ss = sub.add_parser("scenario-schema", help="print the JSON Schema of scenario files")
+    ss.add_argument("--output")
+    ss.set_defaults(func=cmd_scenario_schema)
     c = sub.add_parser("check", help="verify a schedule against a problem with the independent checker")
     c.add_argument("problem")
     c.add_argument("schedule")

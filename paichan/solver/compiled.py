@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from paichan.domain import OperationStatus, Problem, ResourceKind
+from paichan.solver.timing import span_end
 
 
 @dataclass(slots=True)
@@ -179,6 +180,11 @@ def compile_problem(problem: Problem, horizon: int | None = None) -> CProblem:
             )
         else:
             pools.append(CPool(len(pools), r.id, r.capacity, windows))
+    for c in ops:  # a running operation that may span breaks resumes after them
+        if c.status == OperationStatus.STARTED and c.span and c.fixed_start is not None and c.fixed_mode is not None:
+            md = c.modes[c.fixed_mode]
+            win = machines[md.machine].windows
+            c.fixed_end = span_end(win, [e for _, e in win], c.fixed_start, md.duration)[1]
     materials = [
         CMaterial(i, m.id, m.stock, sorted((r.time, r.quantity) for r in m.receipts))
         for i, m in enumerate(problem.materials)

@@ -155,7 +155,7 @@ def generate(
                 t_prev = t
                 if insertion:
                     su = 0
-                    t = _gap_start(st.busy, t, md.duration, m.windows, win_ends[md.machine], c.span)
+                    t = gap_start(st.busy, t, md.duration, m.windows, win_ends[md.machine], c.span)
                 else:
                     su = m.setup_time(st.last_family, c.family) if m.has_setups else 0
                     t = max(t, st.last_end + su)
@@ -211,7 +211,7 @@ def _ready_time(cp: CProblem, i: int, end: list[int], min_start: Sequence[int] |
     return t
 
 
-def _gap_start(
+def gap_start(
     busy: list[tuple[int, int]], t: int, d: int, windows: list[tuple[int, int]], win_ends: list[int], span: bool
 ) -> int:
     """Earliest start >= t whose calendar placement fits between busy intervals."""

@@ -1,0 +1,1 @@
+"""Agents on Ray negotiating over the Redis Streams bus: plants, lines, suppliers."""

@@ -1,0 +1,151 @@
+"""AgentHost: a Ray actor that runs one or more agents against the bus.
+
+Each hosted agent keeps its own inbox, consumer group and state key, so
+hosting several agents in one process (the default: a plant with its lines)
+changes nothing in the protocol; it only saves memory (one Python process
+with OR-Tools per plant instead of per line). The actor is restartable
+(``max_restarts=-1``): a new incarnation rebuilds every agent from its last
+committed state in Redis and first re-reads its pending messages, so no
+award and no committed operation is lost.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import ray
+
+from paichan.agents.base import Agent
+from paichan.agents.line import LineAgent
+from paichan.agents.plant import PlantAgent
+from paichan.agents.scenario import Scenario
+from paichan.agents.supplier import SupplierAgent
+from paichan.bus.streams import Bus, Consumer, Delivery
+
+
+def agent_factories(sc: Scenario) -> dict[str, Callable[[], Agent]]:
+    """agent id -> constructor, for every agent the scenario describes."""
+    horizon = sc.horizon_days * 1440
+    suppliers = sc.material_supplier()
+    plants = [p.id for p in sc.plants]
+    out: dict[str, Callable[[], Agent]] = {}
+    for p in sc.plants:
+        lines = {f"{p.id}/{ln.id}": {m.type for m in ln.machines} for ln in p.lines}
+        out[p.id] = lambda p=p, lines=lines: PlantAgent(
+            p.id, lines, [q for q in plants if q != p.id], wave=sc.negotiation.wave,
+            respond_timeout_s=sc.negotiation.respond_timeout_s, escalate=sc.negotiation.escalate)
+        for ln in p.lines:
+            out[f"{p.id}/{ln.id}"] = lambda p=p, ln=ln: LineAgent(
+                p.id, ln, sc.line_calendar(ln), suppliers, horizon, sc.negotiation.replan_time_limit)
+    for s in sc.suppliers:
+        out[s.id] = lambda s=s: SupplierAgent(s, horizon)
+    return out
+
+
+class HostCore:
+    """The agent loop, independent of Ray (the actor below wraps it)."""
+
+    def __init__(self, scenario_json: str, agent_ids: list[str], redis_url: str, namespace: str,
+                 claim_idle_ms: int = 10_000) -> None:
+        sc = Scenario.model_validate_json(scenario_json)
+        factories = agent_factories(sc)
+        self.bus = Bus(redis_url, namespace)
+        self.factories = {a: factories[a] for a in agent_ids}
+        self.agents: dict[str, Agent] = {}
+        self.consumers: dict[str, Consumer] = {}
+        self.restored: list[str] = []
+        for aid in agent_ids:
+            self.agents[aid] = self._fresh(aid)
+            self.consumers[aid] = Consumer(self.bus, aid, self.agents[aid].topics, consumer=aid,
+                                           claim_idle_ms=claim_idle_ms)
+        self.errors: list[str] = []
+        self.stop_event = threading.Event()
+        self.last_reclaim = 0.0
+        self.thread = threading.Thread(target=self._loop, name="agent-host", daemon=True)
+        self.thread.start()
+
+    def _fresh(self, aid: str) -> Agent:
+        """A new agent, restored from its last committed state if there is one."""
+        agent = self.factories[aid]()
+        state = self.bus.load_state(aid)
+        if state is not None:
+            agent.restore(state)
+            self.restored.append(aid)
+        return agent
+
+    def _loop(self) -> None:
+        while not self.stop_event.is_set():
+            busy = False
+            try:
+                reclaim = time.monotonic() - self.last_reclaim > 2.0
+                if reclaim:
+                    self.last_reclaim = time.monotonic()
+                for aid in self.agents:
+                    busy |= self.step(aid, reclaim)
+            except Exception:  # keep the host alive; the error is reported by status()
+                self.errors.append(traceback.format_exc(limit=5))
+                time.sleep(0.5)
+            if not busy:
+                time.sleep(0.005)
+
+    def step(self, aid: str, reclaim: bool = False) -> bool:
+        agent, consumer = self.agents[aid], self.consumers[aid]
+        deliveries = consumer.fetch(count=64, block_ms=None)
+        if reclaim:
+            deliveries += consumer.reclaim()
+        for d in deliveries:
+            self.process(aid, d)
+        out = agent.tick(time.time())
+        if out:
+            consumer.publish(agent.state(), out)
+        return bool(deliveries or out)
+
+    def process(self, aid: str, d: Delivery) -> None:
+        agent, consumer = self.agents[aid], self.consumers[aid]
+        if d.error is not None:
+            consumer.dead_letter(d, d.error)
+            return
+        if consumer.is_duplicate(d):
+            consumer.ack(d)  # already handled: its effects were committed with its id
+            return
+        assert d.envelope is not None and d.payload is not None
+        try:
+            out = agent.handle(d.envelope, d.payload, time.time())
+        except Exception as e:  # a poison message must not kill the agent or half-apply
+            consumer.dead_letter(d, f"handler error in {aid}: {e!r}")
+            self.agents[aid] = self._fresh(aid)  # drop partial in-memory changes
+            return
+        agent.handled += 1
+        consumer.commit(d, agent.state(), out)
+
+    def status(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "agents": {a: ag.handled for a, ag in self.agents.items()},
+                "restored": self.restored, "errors": self.errors[-5:]}
+
+    def shutdown(self) -> None:
+        self.stop_event.set()
+        self.thread.join(timeout=30)
+
+
+@ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)
+class AgentHost:
+    """Ray actor around :class:`HostCore`."""
+
+    def __init__(self, scenario_json: str, agent_ids: list[str], redis_url: str, namespace: str,
+                 claim_idle_ms: int = 10_000) -> None:
+        self.core = HostCore(scenario_json, agent_ids, redis_url, namespace, claim_idle_ms)
+
+    def status(self) -> dict[str, Any]:
+        return self.core.status()
+
+    def shutdown(self) -> None:
+        self.core.shutdown()
+
+    def crash(self) -> None:
+        """Die abruptly (tests of restart and recovery)."""
+        os._exit(1)

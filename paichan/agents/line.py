@@ -1,0 +1,308 @@
+"""LineAgent: owns its machines, calendar and local schedule; bids, commits, replans.
+
+Bidding is a tentative insertion into the line's current plan: each routing
+step goes into the earliest gap of the best machine of its type (calendar and
+breakdowns respected, operations may pause over breaks), after any material
+date its supplier promised. The insertion is held as a reservation until the
+plant awards or rejects, so concurrent bids do not promise the same capacity
+twice. Committed work is re-optimised with the CP-SAT core (minimal change:
+weighted tardiness plus a stability term against the current plan) when the
+negotiation wave ends and after every disruption; orders whose operations
+moved are reported to their plant.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from paichan.agents.base import Agent
+from paichan.agents.messages import (
+    AtpConfirm,
+    AtpPromise,
+    AtpRequest,
+    AtpReserve,
+    Award,
+    Bid,
+    CallForProposals,
+    Confirm,
+    MachineDown,
+    OrderSpec,
+    PlannedOp,
+    Refuse,
+    Reject,
+    Replan,
+    ScheduleUpdate,
+)
+from paichan.agents.scenario import LineSpec, machine_id, step_minutes
+from paichan.bus.envelope import Envelope
+from paichan.domain import (
+    Actual,
+    Calendar,
+    Downtime,
+    DowntimeKind,
+    Mode,
+    Objective,
+    ObjectiveName,
+    Operation,
+    OperationStatus,
+    Order,
+    Problem,
+    Resource,
+    Schedule,
+    ScheduledOperation,
+    merge_windows,
+)
+from paichan.solver.heuristic import gap_start
+from paichan.solver.timing import place
+
+
+class LineAgent(Agent):
+    kind = "line"
+
+    def __init__(self, plant: str, spec: LineSpec, calendar: Calendar, suppliers: dict[str, str], horizon: int,
+                 replan_time_limit: float = 2.0) -> None:
+        super().__init__(f"{plant}/{spec.id}")
+        self.plant = plant
+        self.spec = spec
+        self.calendar = calendar
+        self.suppliers = suppliers  # material -> supplier agent id
+        self.horizon = horizon
+        self.replan_time_limit = replan_time_limit
+        self.types = {m.type for m in spec.machines}
+        # order id -> {"spec", "ops": [PlannedOp], "status": tentative|committed, "plant", "conv",
+        #              "material_ready", "need": {material: qty}, "dates": {material: date}, "cfp": env id}
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.downtimes: dict[str, list[list[int]]] = {}
+        self.now = 0
+        self.replans = 0
+        self._windows: dict[str, list[tuple[int, int]]] = {}
+
+    # ----------------------------------------------------------- persistence
+    def snapshot(self) -> dict[str, Any]:
+        return {"orders": self.orders, "downtimes": self.downtimes, "now": self.now, "replans": self.replans}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.orders = state["orders"]
+        self.downtimes = state["downtimes"]
+        self.now = state["now"]
+        self.replans = state["replans"]
+        self._windows = {}
+
+    # ------------------------------------------------------------- timelines
+    def windows(self, mid: str) -> list[tuple[int, int]]:
+        if mid not in self._windows:
+            own = [tuple(w) for w in self.downtimes.get(mid, [])]
+            self._windows[mid] = merge_windows(self.calendar.unavailable(self.horizon) + own)  # type: ignore[arg-type]
+        return self._windows[mid]
+
+    def machine_ids(self) -> list[tuple[str, str, float]]:
+        return [(machine_id(self.plant, self.spec.id, m.id), m.type, m.speed) for m in self.spec.machines]
+
+    def _busy(self, skip: str | None = None) -> dict[str, list[tuple[int, int]]]:
+        busy: dict[str, list[tuple[int, int]]] = {mid: [] for mid, _, _ in self.machine_ids()}
+        for oid, rec in self.orders.items():
+            if oid == skip:
+                continue
+            for op in rec["ops"]:
+                busy[op["machine"]].append((op["start"], op["end"]))
+        for v in busy.values():
+            v.sort()
+        return busy
+
+    def insert(self, spec: OrderSpec, ready: int, skip: str | None = None) -> list[PlannedOp]:
+        """Earliest-finish insertion of the order's routing into the current plan."""
+        busy = self._busy(skip)
+        t = max(spec.release, ready, self.now)
+        out: list[PlannedOp] = []
+        for k, step in enumerate(spec.steps):
+            best: tuple[int, int, str] | None = None
+            for mid, mtype, speed in self.machine_ids():
+                if mtype != step.machine_type:
+                    continue
+                d = step_minutes(step, spec.quantity, speed)
+                win = self.windows(mid)
+                ends = [e for _, e in win]
+                s = gap_start(busy[mid], t, d, win, ends, True)
+                s, e = place(win, ends, s, d, True)
+                if best is None or (e, s) < (best[1], best[0]):
+                    best = (s, e, mid)
+            assert best is not None
+            s, e, mid = best
+            out.append(PlannedOp(operation=k, machine=mid, start=s, end=e))
+            busy[mid].append((s, e))
+            busy[mid].sort()
+            t = e
+        return out
+
+    # ------------------------------------------------------------- messages
+    def handle(self, env: Envelope, payload: BaseModel, now: float) -> list[Envelope]:
+        if isinstance(payload, CallForProposals):
+            return self._cfp(env, payload)
+        if isinstance(payload, AtpPromise):
+            rec = self.orders.get(payload.order_id)
+            if rec is None or rec["status"] != "waiting":
+                return []  # late answer for a call that is over
+            rec["dates"][payload.material] = payload.date
+            return self._bid_if_ready(payload.order_id)
+        if isinstance(payload, Award):
+            return self._award(env, payload)
+        if isinstance(payload, Reject):
+            rec = self.orders.get(payload.order_id)
+            if rec is not None and rec["status"] != "committed":
+                del self.orders[payload.order_id]
+            return []
+        if isinstance(payload, AtpConfirm):
+            return self._material_confirmed(payload)
+        if isinstance(payload, MachineDown):
+            self.downtimes.setdefault(payload.machine, []).append([payload.start, payload.end])
+            self._windows = {}
+            self.now = max(self.now, payload.start)
+            return self.replan(self.replan_time_limit, reason=f"breakdown of {payload.machine}")
+        if isinstance(payload, Replan):
+            return self.replan(payload.time_limit, reason="end of negotiation wave")
+        raise ValueError(f"line cannot handle '{env.type}'")
+
+    def _cfp(self, env: Envelope, cfp: CallForProposals) -> list[Envelope]:
+        spec = cfp.order
+        missing = {s.machine_type for s in spec.steps} - self.types
+        if missing:
+            return [self.send(Refuse(order_id=spec.id, line=self.id, reason=f"no machine of type {sorted(missing)}"),
+                              env.sender, env.conversation, env.id)]
+        prev = self.orders.get(spec.id)
+        if prev is not None and prev["status"] == "committed":
+            return [self._bid_message(spec.id)]
+        need: dict[str, float] = {}
+        for st in spec.steps:
+            if st.material and st.material_per_unit > 0:
+                need[st.material] = need.get(st.material, 0) + st.material_per_unit * spec.quantity
+        self.orders[spec.id] = {"spec": spec.model_dump(mode="json"), "ops": [], "status": "waiting",
+                                "plant": env.sender, "conv": env.conversation, "cfp": env.id, "need": need,
+                                "dates": {}, "material_ready": 0}
+        if not need:
+            return self._bid_if_ready(spec.id)
+        return [self.send(AtpRequest(order_id=spec.id, material=m, quantity=q, needed_by=spec.release),
+                          self.suppliers[m], env.conversation) for m, q in need.items()]
+
+    def _bid_if_ready(self, oid: str) -> list[Envelope]:
+        rec = self.orders[oid]
+        if set(rec["dates"]) != set(rec["need"]):
+            return []
+        spec = OrderSpec.model_validate(rec["spec"])
+        rec["material_ready"] = max(rec["dates"].values(), default=0)
+        rec["ops"] = [op.model_dump() for op in self.insert(spec, rec["material_ready"], skip=oid)]
+        rec["status"] = "tentative"
+        return [self._bid_message(oid)]
+
+    def _bid_message(self, oid: str) -> Envelope:
+        rec = self.orders[oid]
+        spec = OrderSpec.model_validate(rec["spec"])
+        completion = max(op["end"] for op in rec["ops"])
+        tardiness = max(0, completion - spec.due)
+        bid = Bid(order_id=oid, line=self.id, plant=self.plant, completion=completion, tardiness=tardiness,
+                  cost=spec.priority * tardiness + 0.001 * completion, disturbance=0,
+                  material_ready=rec["material_ready"])
+        return self.send(bid, rec["plant"], rec["conv"], rec["cfp"])
+
+    def _award(self, env: Envelope, award: Award) -> list[Envelope]:
+        rec = self.orders.get(award.order_id)
+        if rec is None or rec["status"] == "waiting":
+            return [self.send(Refuse(order_id=award.order_id, line=self.id, reason="no open bid for this order"),
+                              env.sender, env.conversation, env.id)]
+        if rec["status"] == "committed":
+            return [self._confirm(award.order_id, env)]  # duplicate award: confirm again, book nothing new
+        rec["status"] = "committed"
+        rec["plant"] = env.sender
+        out = [self._confirm(award.order_id, env)]
+        spec = OrderSpec.model_validate(rec["spec"])
+        for k, st in enumerate(spec.steps):
+            if st.material and st.material_per_unit > 0:
+                out.append(self.send(AtpReserve(order_id=spec.id, material=st.material,
+                                                quantity=st.material_per_unit * spec.quantity,
+                                                needed_by=rec["ops"][k]["start"]),
+                                     self.suppliers[st.material], env.conversation))
+        return out
+
+    def _confirm(self, oid: str, env: Envelope) -> Envelope:
+        rec = self.orders[oid]
+        ops = [PlannedOp.model_validate(o) for o in rec["ops"]]
+        return self.send(Confirm(order_id=oid, line=self.id, plant=self.plant, completion=max(o.end for o in ops),
+                                 operations=ops), env.sender, env.conversation, env.id)
+
+    def _material_confirmed(self, c: AtpConfirm) -> list[Envelope]:
+        rec = self.orders.get(c.order_id)
+        if rec is None or rec["status"] != "committed":
+            return []
+        rec["material_ready"] = max(rec["material_ready"], c.date)
+        if not c.late or min(op["start"] for op in rec["ops"]) >= c.date:
+            return []
+        spec = OrderSpec.model_validate(rec["spec"])
+        rec["ops"] = [op.model_dump() for op in self.insert(spec, rec["material_ready"], skip=c.order_id)]
+        return [self._update(c.order_id, f"material {c.material} from {c.supplier} late until {c.date}")]
+
+    def _update(self, oid: str, reason: str) -> Envelope:
+        rec = self.orders[oid]
+        ops = [PlannedOp.model_validate(o) for o in rec["ops"]]
+        return self.send(ScheduleUpdate(order_id=oid, line=self.id, plant=self.plant,
+                                        completion=max(o.end for o in ops), operations=ops, reason=reason),
+                         rec["plant"], rec["conv"])
+
+    # ---------------------------------------------------------------- replan
+    def local_problem(self) -> tuple[Problem, Schedule]:
+        """Committed work as a problem of this line, and the current plan as its reference."""
+        resources = []
+        for mid, _, _ in self.machine_ids():
+            cal = self.calendar.model_copy(deep=True)
+            cal.downtimes = [*cal.downtimes, *(Downtime(start=s, end=e, kind=DowntimeKind.BREAKDOWN)
+                                               for s, e in self.downtimes.get(mid, []))]
+            resources.append(Resource(id=mid, calendar=cal))
+        orders = []
+        ref = []
+        for oid, rec in sorted(self.orders.items()):
+            if rec["status"] != "committed":
+                continue
+            spec = OrderSpec.model_validate(rec["spec"])
+            ops = []
+            for k, step in enumerate(spec.steps):
+                planned = rec["ops"][k]
+                modes = [Mode(resource=mid, duration=step_minutes(step, spec.quantity, speed))
+                         for mid, mtype, speed in self.machine_ids() if mtype == step.machine_type]
+                mode = next(i for i, m in enumerate(modes) if m.resource == planned["machine"])
+                started = planned["start"] < self.now
+                ops.append(Operation(
+                    id=f"{oid}/{k}", modes=modes, can_span_breaks=True,
+                    status=OperationStatus.STARTED if started else OperationStatus.PLANNED,
+                    actual=Actual(resource=planned["machine"], start=planned["start"]) if started else None,
+                ))
+                ref.append(ScheduledOperation(operation=f"{oid}/{k}", order=oid, resource=planned["machine"],
+                                              mode=mode, start=planned["start"], end=planned["end"]))
+            release = max(spec.release, rec["material_ready"]) if not any(o.actual for o in ops) else spec.release
+            orders.append(Order(id=oid, release=release, due=spec.due, priority=spec.priority, operations=ops))
+        problem = Problem(name=self.id, resources=resources, orders=orders, now=self.now,
+                          objective=Objective(weights={ObjectiveName.WEIGHTED_TARDINESS: 100,
+                                                       ObjectiveName.STABILITY: 1, ObjectiveName.MAKESPAN: 1}))
+        return problem, Schedule(problem=self.id, operations=ref)
+
+    def replan(self, time_limit: float, reason: str) -> list[Envelope]:
+        """Re-optimise committed work with CP-SAT; report every order whose plan moved."""
+        from paichan.solver import SolveParams, solve
+
+        problem, reference = self.local_problem()
+        if not problem.orders:
+            return []
+        result = solve(problem, SolveParams(time_limit=time_limit, workers=1, reference=reference))
+        self.replans += 1
+        if result.schedule is None:
+            return []
+        new = result.schedule.by_operation()
+        out = []
+        for oid, rec in self.orders.items():
+            if rec["status"] != "committed":
+                continue
+            ops = [{"operation": k, "machine": new[f"{oid}/{k}"].resource, "start": new[f"{oid}/{k}"].start,
+                    "end": new[f"{oid}/{k}"].end} for k in range(len(rec["ops"]))]
+            if ops != rec["ops"]:
+                rec["ops"] = ops
+                out.append(self._update(oid, reason))
+        return out

@@ -1,0 +1,267 @@
+"""PlantAgent: owns orders, runs the contract net over its lines, escalates to other plants.
+
+For each order (earliest due first, at most ``wave`` calls open at once) the
+plant sends a call for proposals to every line able to make the product, waits
+for bids until all have answered or the deadline passes, and awards the
+cheapest bid (weighted tardiness, then completion). If no own line can meet the
+due date it asks the other plants, which run the same call on their own lines
+and offer their best bid; the origin awards the best of all. Awards are
+confirmed by the winning line; a withdrawn bid or a refused award re-runs the
+call. Calls the plant runs on behalf of another plant are answered with an
+offer and forwarded on award.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from paichan.agents.base import Agent
+from paichan.agents.messages import (
+    Award,
+    Bid,
+    CallForProposals,
+    Confirm,
+    Escalate,
+    NewOrder,
+    Offer,
+    OrderSpec,
+    Refuse,
+    Reject,
+    ScheduleUpdate,
+    Withdraw,
+)
+from paichan.bus.envelope import Envelope
+
+
+def _rank(bid: dict[str, Any]) -> tuple[float, int, str]:
+    return (bid["cost"], bid["completion"], bid["line"])
+
+
+class PlantAgent(Agent):
+    kind = "plant"
+
+    def __init__(self, plant_id: str, lines: dict[str, set[str]], other_plants: list[str], wave: int = 20,
+                 respond_timeout_s: float = 5.0, escalate: bool = True) -> None:
+        super().__init__(plant_id)
+        self.lines = {k: sorted(v) for k, v in lines.items()}  # line id -> machine types
+        self.others = other_plants
+        self.wave = wave
+        self.timeout = respond_timeout_s
+        self.escalate = escalate
+        self.orders: dict[str, dict[str, Any]] = {}  # own orders
+        self.calls: dict[str, dict[str, Any]] = {}  # open calls (own or on behalf of another plant)
+        self.queue: list[str] = []
+        self.events: list[dict[str, Any]] = []  # decisions, for the explanation log
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"orders": self.orders, "calls": self.calls, "queue": self.queue, "events": self.events}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.orders, self.calls, self.queue, self.events = (state["orders"], state["calls"], state["queue"],
+                                                            state["events"])
+
+    # ------------------------------------------------------------------ calls
+    def _capable(self, spec: OrderSpec) -> list[str]:
+        need = {s.machine_type for s in spec.steps}
+        return [line for line, types in self.lines.items() if need <= set(types)]
+
+    def _open_own(self) -> int:
+        return sum(1 for c in self.calls.values() if c["for"] is None)
+
+    def _pump(self, now: float) -> list[Envelope]:
+        out: list[Envelope] = []
+        while self.queue and self._open_own() < self.wave:
+            oid = self.queue.pop(0)
+            out += self._call(OrderSpec.model_validate(self.orders[oid]["spec"]), self.orders[oid]["round"], None,
+                              now)
+        return out
+
+    def _call(self, spec: OrderSpec, rnd: int, for_plant: str | None, now: float) -> list[Envelope]:
+        lines = self._capable(spec)
+        conv = f"{spec.id}:{rnd}"
+        self.calls[spec.id] = {"spec": spec.model_dump(mode="json"), "round": rnd, "for": for_plant, "conv": conv,
+                               "expected": lines, "bids": {}, "refused": {}, "deadline": now + self.timeout,
+                               "escalation": None, "best": None}
+        if for_plant is None:
+            self.orders[spec.id]["status"] = "calling"
+        if not lines:
+            return self._decide(spec.id, now)
+        cfp = CallForProposals(order=spec, round=rnd, origin_plant=for_plant or self.id)
+        return [self.send(cfp, line, conv) for line in lines]
+
+    def _answered(self, call: dict[str, Any]) -> bool:
+        return len(call["bids"]) + len(call["refused"]) >= len(call["expected"])
+
+    def _decide(self, oid: str, now: float) -> list[Envelope]:
+        call = self.calls[oid]
+        bids = sorted(call["bids"].values(), key=_rank)
+        best = bids[0] if bids else None
+        call["best"] = best
+        out = [self.send(Reject(order_id=oid, round=call["round"]), b["line"], call["conv"]) for b in bids[1:]]
+        if call["for"] is not None:  # on behalf of another plant: offer our best, keep its reservation
+            offer = Offer(order_id=oid, plant=self.id, bid=Bid.model_validate(best) if best else None,
+                          round=call["round"])
+            call["deadline"] = None
+            return [*out, self.send(offer, call["for"], call["conv"])]
+        if self.escalate and self.others and (best is None or best["tardiness"] > 0) and call["escalation"] is None:
+            spec = OrderSpec.model_validate(call["spec"])
+            call["escalation"] = {"expected": list(self.others), "offers": {}, "deadline": now + 2 * self.timeout}
+            self.orders[oid]["status"] = "escalating"
+            self._log(oid, "escalate", {"best_own": best})
+            return [*out, *(self.send(Escalate(order=spec, round=call["round"]), p, call["conv"])
+                            for p in self.others)]
+        return out + self._award_best(oid, now)
+
+    def _award_best(self, oid: str, now: float) -> list[Envelope]:
+        """Award the best of own bid and plant offers."""
+        call = self.calls[oid]
+        cands = [("own", call["best"])] if call["best"] else []
+        esc = call["escalation"]
+        if esc is not None:
+            cands += [(p, b) for p, b in esc["offers"].items() if b is not None]
+        out: list[Envelope] = []
+        if not cands:
+            self.orders[oid]["status"] = "failed"
+            self._log(oid, "failed", {"refused": call["refused"]})
+            del self.calls[oid]
+            return out + self._pump(now)
+        where, best = min(cands, key=lambda c: _rank(c[1]))
+        self._log(oid, "award", {"winner": best, "from": where, "candidates": [b for _, b in cands]})
+        if esc is not None:
+            for p, b in esc["offers"].items():
+                if b is not None and p != where:
+                    out.append(self.send(Reject(order_id=oid, round=call["round"]), p, call["conv"]))
+        if where == "own":
+            out.append(self.send(Award(order_id=oid, line=best["line"], round=call["round"]), best["line"],
+                                 call["conv"]))
+        else:
+            if call["best"]:
+                out.append(self.send(Reject(order_id=oid, round=call["round"]), call["best"]["line"], call["conv"]))
+            out.append(self.send(Award(order_id=oid, line=best["line"], round=call["round"]), where, call["conv"]))
+        self.orders[oid]["status"] = "awarded"
+        call["deadline"] = now + 4 * self.timeout  # wait for the confirmation
+        call["awarded"] = {"plant": best["plant"], "line": best["line"], "via": where}
+        return out
+
+    def _rerun(self, oid: str, now: float, why: str) -> list[Envelope]:
+        self._log(oid, "rerun", {"why": why})
+        self.calls.pop(oid, None)
+        if oid in self.orders:
+            self.orders[oid]["round"] += 1
+            self.orders[oid]["status"] = "queued"
+            self.queue.insert(0, oid)
+        return self._pump(now)
+
+    def _log(self, oid: str, what: str, detail: dict[str, Any]) -> None:
+        self.events.append({"order": oid, "event": what, **detail})
+
+    # --------------------------------------------------------------- messages
+    def handle(self, env: Envelope, payload: BaseModel, now: float) -> list[Envelope]:
+        if isinstance(payload, NewOrder):
+            spec = payload.order
+            if spec.id in self.orders:
+                return []
+            self.orders[spec.id] = {"spec": spec.model_dump(mode="json"), "status": "queued", "round": 0,
+                                    "placed": None}
+            self.queue.append(spec.id)
+            self.queue.sort(key=lambda o: (self.orders[o]["spec"]["due"], o))
+            return self._pump(now)
+        oid = getattr(payload, "order_id", None) or getattr(getattr(payload, "order", None), "id", None)
+        call = self.calls.get(oid) if oid else None
+        if isinstance(payload, Bid | Refuse):
+            if call is None or env.conversation != call["conv"]:
+                if isinstance(payload, Refuse) and oid in self.orders and self.orders[oid]["status"] == "awarded":
+                    return self._rerun(oid, now, f"award refused by {payload.line}: {payload.reason}")
+                return []
+            if isinstance(payload, Refuse):
+                if call.get("awarded"):
+                    return self._rerun(oid, now, f"award refused by {payload.line}: {payload.reason}")
+                call["refused"][payload.line] = payload.reason
+            else:
+                call["bids"][payload.line] = payload.model_dump()
+            return self._decide(oid, now) if self._answered(call) and call["best"] is None else []
+        if isinstance(payload, Offer):
+            if call is None or call["escalation"] is None or env.conversation != call["conv"]:
+                return []
+            esc = call["escalation"]
+            esc["offers"][payload.plant] = payload.bid.model_dump() if payload.bid else None
+            if len(esc["offers"]) >= len(esc["expected"]):
+                return self._award_best(oid, now)
+            return []
+        if isinstance(payload, Escalate):
+            if call is not None:
+                return []
+            return self._call(payload.order, payload.round, env.sender, now)
+        if isinstance(payload, Award):  # another plant chose our offer
+            if call is None or call["for"] != env.sender or not call["best"]:
+                return [self.send(Refuse(order_id=payload.order_id, line=payload.line, reason="offer expired"),
+                                  env.sender, env.conversation, env.id)]
+            call["awarded"] = {"line": call["best"]["line"]}
+            return [self.send(Award(order_id=payload.order_id, line=call["best"]["line"], round=call["round"]),
+                              call["best"]["line"], call["conv"])]
+        if isinstance(payload, Reject):  # another plant chose someone else
+            if call is not None and call["for"] == env.sender:
+                out = ([self.send(Reject(order_id=payload.order_id, round=call["round"]), call["best"]["line"],
+                                  call["conv"])] if call["best"] else [])
+                del self.calls[payload.order_id]
+                return out
+            return []
+        if isinstance(payload, Confirm):
+            return self._confirmed(env, payload, now)
+        if isinstance(payload, ScheduleUpdate):
+            if oid in self.orders and self.orders[oid]["placed"] is not None:
+                self.orders[oid]["placed"].update(completion=payload.completion,
+                                                  operations=[o.model_dump() for o in payload.operations])
+                self._log(oid, "update", {"line": payload.line, "completion": payload.completion,
+                                          "reason": payload.reason})
+                return []
+            origin = self._foreign_origin(oid)
+            if origin is not None:
+                return [self.send(payload, origin, env.conversation)]
+            return []
+        if isinstance(payload, Withdraw):
+            return self._rerun(payload.order_id, now, f"{payload.line} withdrew: {payload.reason}")
+        raise ValueError(f"plant cannot handle '{env.type}'")
+
+    def _foreign_origin(self, oid: str | None) -> str | None:
+        for e in reversed(self.events):
+            if e["order"] == oid and e["event"] == "placed_for":
+                return str(e["origin"])
+        return None
+
+    def _confirmed(self, env: Envelope, c: Confirm, now: float) -> list[Envelope]:
+        call = self.calls.get(c.order_id)
+        if call is not None and call["for"] is not None:  # placed on our line for another plant
+            del self.calls[c.order_id]
+            self._log(c.order_id, "placed_for", {"origin": call["for"], "line": c.line})
+            return [self.send(c, call["for"], env.conversation)]
+        if c.order_id not in self.orders:
+            return []
+        self.orders[c.order_id]["status"] = "confirmed"
+        self.orders[c.order_id]["placed"] = {"plant": c.plant, "line": c.line, "completion": c.completion,
+                                             "operations": [o.model_dump() for o in c.operations]}
+        self.calls.pop(c.order_id, None)
+        return self._pump(now)
+
+    def tick(self, now: float) -> list[Envelope]:
+        out: list[Envelope] = []
+        for oid, call in list(self.calls.items()):
+            if call.get("awarded"):
+                if call["deadline"] is not None and now > call["deadline"] and call["for"] is None:
+                    out += self._rerun(oid, now, "no confirmation before the deadline")
+                continue
+            esc = call["escalation"]
+            if esc is not None:
+                if now > esc["deadline"]:
+                    out += self._award_best(oid, now)
+            elif call["deadline"] is not None and now > call["deadline"] and call["best"] is None:
+                for line in call["expected"]:
+                    call["refused"].setdefault(line, "no answer before the deadline")
+                out += self._decide(oid, now)
+        return out
+
+    # ----------------------------------------------------------------- status
+    def done(self) -> bool:
+        return not self.queue and not any(c["for"] is None for c in self.calls.values())

@@ -1,0 +1,292 @@
+"""Run a scenario: agents on Ray over the Redis bus, or the centralised baseline.
+
+``run_scenario`` starts (or joins, with ``RAY_ADDRESS``) Ray and the bus (a
+private redis-server unless ``REDIS_URL`` is set), creates the agent hosts,
+feeds the orders, waits for the negotiation to settle (showing progress),
+lets the lines re-optimise, plays the scripted disruptions, then collects what
+the lines committed, verifies it with the independent checker against the
+scenario's global problem, and writes ``schedule.json``, ``kpis.json``,
+``negotiations.jsonl`` and ``gantt.html`` to the output directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from paichan.agents.messages import MachineDown, NewOrder, Replan, SupplierDelay
+from paichan.agents.scenario import Scenario, global_problem, machine_id
+from paichan.bus.envelope import make
+from paichan.bus.server import resolve_redis
+from paichan.bus.streams import Bus
+from paichan.checker import check
+from paichan.domain import Problem, Schedule, ScheduledOperation
+
+Progress = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def host_groups(sc: Scenario) -> list[tuple[str, list[str]]]:
+    """(host name, agent ids) per Ray actor, as the scenario's hosting asks."""
+    groups: list[tuple[str, list[str]]] = []
+    for p in sc.plants:
+        lines = [f"{p.id}/{ln.id}" for ln in p.lines]
+        if sc.negotiation.hosting == "per_plant":
+            groups.append((p.id, [p.id, *lines]))
+        else:
+            groups += [(a, [a]) for a in [p.id, *lines]]
+    if sc.suppliers:
+        ids = [s.id for s in sc.suppliers]
+        groups += [("suppliers", ids)] if sc.negotiation.hosting == "per_plant" else [(s, [s]) for s in ids]
+    return groups
+
+
+class Network:
+    """A running agent network (hosts on Ray, bus on Redis)."""
+
+    def __init__(self, sc: Scenario, workdir: Path, progress: Progress = _stderr) -> None:
+        import ray
+
+        from paichan.agents.host import AgentHost
+
+        self.sc = sc
+        self.progress = progress
+        self.url, self.server = resolve_redis(workdir)
+        self.namespace = f"paichan:{sc.name}:{uuid.uuid4().hex[:8]}"
+        self.bus = Bus(self.url, self.namespace)
+        self.started_ray = not ray.is_initialized()
+        if self.started_ray:
+            address = os.environ.get("RAY_ADDRESS")
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                     configure_logging=False)
+        payload = sc.model_dump_json()
+        self.hosts: dict[str, Any] = {}
+        for name, ids in host_groups(sc):
+            self.hosts[name] = AgentHost.options(name=f"{self.namespace}:{name}").remote(  # type: ignore[attr-defined]
+                payload, ids, self.url, self.namespace)
+        ray.get([h.status.remote() for h in self.hosts.values()])
+        self.progress(f"network up: {len(self.hosts)} Ray actors hosting "
+                      f"{sum(len(ids) for _, ids in host_groups(sc))} agents; bus {self.url} ({self.namespace})")
+
+    # ------------------------------------------------------------------ state
+    def plant_states(self) -> dict[str, dict[str, Any]]:
+        return {p.id: (self.bus.load_state(p.id) or {"agent": {"orders": {}}})["agent"] for p in self.sc.plants}
+
+    def line_states(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for p in self.sc.plants:
+            for ln in p.lines:
+                st = self.bus.load_state(f"{p.id}/{ln.id}")
+                out[f"{p.id}/{ln.id}"] = st["agent"] if st else {"orders": {}, "replans": 0}
+        return out
+
+    def pending(self) -> int:
+        """Messages delivered to no agent yet or not yet acknowledged, over all inboxes."""
+        total = 0
+        for key in self.bus.r.scan_iter(f"{self.namespace}:inbox:*"):
+            for g in self.bus.r.xinfo_groups(key):  # type: ignore[union-attr]
+                total += int(g.get("pending", 0)) + int(g.get("lag", 0) or 0)
+        return total
+
+    def wait_quiet(self, timeout: float, what: str, done: Callable[[], bool] = lambda: True) -> bool:
+        """Wait until nothing is in flight (and ``done()``), showing progress."""
+        t0 = time.monotonic()
+        last = ""
+        quiet_since: float | None = None
+        while time.monotonic() - t0 < timeout:
+            pend = self.pending()
+            line = f"{what}: {self.summary()}, {pend} message(s) in flight, {time.monotonic() - t0:.0f} s"
+            if line != last:
+                self.progress(line)
+                last = line
+            if pend == 0 and done():
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since > 0.5:
+                    return True
+            else:
+                quiet_since = None
+            time.sleep(0.5)
+        return False
+
+    def summary(self) -> str:
+        counts: dict[str, int] = {}
+        for st in self.plant_states().values():
+            for o in st["orders"].values():
+                counts[o["status"]] = counts.get(o["status"], 0) + 1
+        return ", ".join(f"{v} {k}" for k, v in sorted(counts.items())) or "no orders yet"
+
+    def negotiation_done(self) -> bool:
+        n = len(self.orders)
+        states = self.plant_states()
+        settled = sum(1 for st in states.values() for o in st["orders"].values()
+                      if o["status"] in ("confirmed", "failed"))
+        return settled >= n
+
+    # -------------------------------------------------------------- lifecycle
+    def feed_orders(self) -> None:
+        self.orders = self.sc.order_specs()
+        self.bus.send(*[make(NewOrder(order=o), "erp", o.plant, f"order:{o.id}") for o in self.orders])
+        self.progress(f"fed {len(self.orders)} orders ({sum(len(o.steps) for o in self.orders)} operations)")
+
+    def replan_lines(self) -> None:
+        lines = [f"{p.id}/{ln.id}" for p in self.sc.plants for ln in p.lines]
+        limit = self.sc.negotiation.replan_time_limit
+        self.bus.send(*[make(Replan(time_limit=limit), "planner", line, "replan") for line in lines])
+
+    def disrupt(self) -> dict[str, int]:
+        delays: dict[str, int] = {}
+        for d in self.sc.disruptions:
+            if d.type == "machine_down":
+                assert d.plant and d.line and d.machine and d.start is not None and d.end is not None
+                ev = MachineDown(machine=machine_id(d.plant, d.line, d.machine), start=d.start, end=d.end)
+                self.bus.send(make(ev, "mes", f"{d.plant}/{d.line}", f"disruption:{d.machine}"))
+            else:
+                assert d.supplier and d.material and d.delay
+                delays[d.material] = delays.get(d.material, 0) + d.delay
+                self.bus.send(make(SupplierDelay(material=d.material, delay=d.delay), "erp", d.supplier,
+                                   f"disruption:{d.material}"))
+            self.progress(f"disruption: {d.type} {d.model_dump(exclude_none=True, exclude={'type'})}")
+        return delays
+
+    def close(self) -> None:
+        import ray
+
+        for h in self.hosts.values():
+            try:
+                ray.get(h.shutdown.remote(), timeout=30)
+            except Exception:
+                pass
+            ray.kill(h, no_restart=True)
+        if self.started_ray:
+            ray.shutdown()
+        if self.server is not None:
+            self.server.stop()
+
+
+def agents_schedule(sc: Scenario, problem: Problem, lines: dict[str, dict[str, Any]]) -> Schedule:
+    """What the lines committed, as a Schedule of the global problem."""
+    ops = {op.id: (o.id, op) for o in problem.orders for op in o.operations}
+    out = []
+    for st in lines.values():
+        for oid, rec in st["orders"].items():
+            if rec["status"] != "committed":
+                continue
+            for planned in rec["ops"]:
+                op_id = f"{oid}/{planned['operation']}"
+                order_id, op = ops[op_id]
+                mode = next(i for i, m in enumerate(op.modes) if m.resource == planned["machine"])
+                out.append(ScheduledOperation(operation=op_id, order=order_id, resource=planned["machine"], mode=mode,
+                                              start=planned["start"], end=planned["end"]))
+    return Schedule(problem=sc.name, operations=out)
+
+
+def write_outputs(out: Path, sc: Scenario, problem: Problem, schedule: Schedule, extra: dict[str, Any],
+                  journal: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """schedule.json (the exchange format), kpis.json, negotiations.jsonl, gantt.html."""
+    from paichan.service.gantt import gantt_html
+
+    out.mkdir(parents=True, exist_ok=True)
+    report = check(problem, schedule)
+    scheduled = {s.order for s in schedule.operations}
+    unscheduled = [o.id for o in problem.orders if o.id not in scheduled]
+    rows = []
+    for s in sorted(schedule.operations, key=lambda s: (s.order, s.start)):
+        plant, line, machine = s.resource.split("/")
+        rows.append({"order": s.order, "operation": int(s.operation.rsplit("/", 1)[1]), "plant": plant,
+                     "line": line, "machine": machine, "start": s.start, "end": s.end})
+    origin = sc.origin.isoformat() if sc.origin else None
+    (out / "schedule.json").write_text(json.dumps({"origin": origin, "operations": rows}, indent=1))
+    kpis: dict[str, Any] = {
+        "scenario": sc.name,
+        "feasible": report.ok and not unscheduled,
+        "violations": [str(v) for v in report.violations[:50]],
+        "violation_count": len(report.violations),
+        "orders": len(problem.orders),
+        "operations": sum(len(o.operations) for o in problem.orders),
+        "unscheduled_orders": unscheduled,
+        **(report.kpis.model_dump() if report.kpis else {}),
+        **extra,
+    }
+    if report.kpis is None:  # some orders unscheduled: KPIs over what was scheduled
+        sub = problem.model_copy(update={"orders": [o for o in problem.orders if o.id in scheduled]})
+        sub_report = check(sub, schedule)
+        if sub_report.kpis is not None:
+            kpis.update(sub_report.kpis.model_dump())
+    (out / "kpis.json").write_text(json.dumps(kpis, indent=2))
+    with (out / "negotiations.jsonl").open("w") as f:
+        for e in journal or []:
+            f.write(json.dumps(e) + "\n")
+    (out / "gantt.html").write_text(gantt_html(problem, schedule, report.kpis, title=f"{sc.name}"))
+    return kpis
+
+
+def run_agents(sc: Scenario, out: Path, progress: Progress = _stderr, timeout: float = 1800) -> dict[str, Any]:
+    t0 = time.monotonic()
+    net = Network(sc, out, progress)
+    try:
+        net.feed_orders()
+        settled = net.wait_quiet(timeout, "negotiating", net.negotiation_done)
+        t_neg = time.monotonic() - t0
+        net.replan_lines()
+        replans_before = {k: v.get("replans", 0) for k, v in net.line_states().items()}
+        net.wait_quiet(timeout, "local replanning", lambda: all(
+            v.get("replans", 0) > replans_before[k] or not v["orders"] for k, v in net.line_states().items()))
+        delays = net.disrupt()
+        if sc.disruptions:
+            net.wait_quiet(timeout, "absorbing disruptions")
+        wall = time.monotonic() - t0
+        problem = global_problem(sc, delays)
+        schedule = agents_schedule(sc, problem, net.line_states())
+        journal = [e.model_dump(mode="json") for e in net.bus.journal_entries()]
+        plants = net.plant_states()
+        extra = {
+            "mode": "agents",
+            "wall_time_s": round(wall, 2),
+            "negotiation_time_s": round(t_neg, 2),
+            "settled": settled,
+            "messages": len(journal),
+            "dead_letters": len(net.bus.dead_letters()),
+            "escalations": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "escalate"),
+            "reruns": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "rerun"),
+            "failed_orders": [o for st in plants.values() for o, r in st["orders"].items() if r["status"] == "failed"],
+        }
+        kpis = write_outputs(out, sc, problem, schedule, extra, journal)
+    finally:
+        net.close()
+    progress(f"done in {time.monotonic() - t0:.1f} s: {_kpi_line(kpis)}")
+    return kpis
+
+
+def run_centralised(sc: Scenario, out: Path, time_limit: float, progress: Progress = _stderr) -> dict[str, Any]:
+    """The same scenario as one CP-SAT problem (disruptions known from the start)."""
+    from paichan.solver import SolveParams, solve
+
+    t0 = time.monotonic()
+    problem = global_problem(sc, {d.material: d.delay for d in sc.disruptions  # type: ignore[misc]
+                                  if d.type == "supplier_delay"})
+    progress(f"centralised: {len(problem.orders)} orders, {sum(len(o.operations) for o in problem.orders)} operations, "
+             f"{len(problem.resources)} machines; solving for {time_limit:g} s")
+    result = solve(problem, SolveParams(time_limit=time_limit, workers=2),
+                   on_solution=lambda ev: progress(f"[{ev.time:6.1f}s] objective {ev.objective:g} ({ev.source})"))
+    wall = time.monotonic() - t0
+    schedule = result.schedule or Schedule(problem=sc.name)
+    extra = {"mode": "centralised", "wall_time_s": round(wall, 2), "status": result.status.value,
+             "objective": result.objective, "best_bound": result.best_bound, "messages": 0,
+             "method": result.stats.get("method")}
+    kpis = write_outputs(out, sc, problem, schedule, extra)
+    progress(f"done in {wall:.1f} s: {_kpi_line(kpis)}")
+    return kpis
+
+
+def _kpi_line(k: dict[str, Any]) -> str:
+    return (f"feasible={k['feasible']} weighted_tardiness={k.get('weighted_tardiness')} makespan={k.get('makespan')} "
+            f"late_orders={k.get('late_orders')} messages={k.get('messages')}")

@@ -1,0 +1,108 @@
+"""SupplierAgent: owns material supply and promises dates (available-to-promise).
+
+Supply is stock now plus time-phased receipts and daily replenishment output.
+A promise for ``q`` at date ``d`` is possible when, from ``d`` on, cumulative
+supply minus everything already reserved never drops below ``q``. Reservations
+are made on award; a supply delay re-checks them in date order and tells every
+line whose material now comes late, with the new date.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from paichan.agents.base import Agent
+from paichan.agents.messages import AtpConfirm, AtpPromise, AtpRequest, AtpReserve, SupplierDelay
+from paichan.agents.scenario import SupplierSpec, supplier_receipts
+from paichan.bus.envelope import Envelope
+
+
+def available_date(supply: list[list[float]], reservations: list[list[float]], q: float, horizon: int) -> int:
+    """Earliest date from which ``q`` more can be taken without any later shortfall."""
+    events = sorted([(t, v) for t, v in supply] + [(t, -v) for t, v in reservations])
+    if not events:
+        return horizon
+    times: list[float] = []
+    levels: list[float] = []
+    level = 0.0
+    for t, v in events:
+        level += v
+        if times and times[-1] == t:
+            levels[-1] = level
+        else:
+            times.append(t)
+            levels.append(level)
+    suffix = levels[:]
+    for k in range(len(suffix) - 2, -1, -1):
+        suffix[k] = min(suffix[k], suffix[k + 1])
+    for k, t in enumerate(times):
+        if suffix[k] + 1e-9 >= q:
+            return int(max(0, t))
+    return horizon
+
+
+class SupplierAgent(Agent):
+    kind = "supplier"
+
+    def __init__(self, spec: SupplierSpec, horizon: int) -> None:
+        super().__init__(spec.id)
+        self.horizon = horizon
+        # material -> {"supply": [[t, q]], "reserved": {order: [qty, date, line]}}
+        self.materials: dict[str, dict[str, Any]] = {
+            m.id: {"supply": [[0, m.stock], *[[t, q] for t, q in supplier_receipts(m, horizon)]], "reserved": {}}
+            for m in spec.materials
+        }
+        self.late_promises = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"materials": self.materials, "late_promises": self.late_promises}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.materials = state["materials"]
+        self.late_promises = state["late_promises"]
+
+    def _date(self, material: str, q: float, exclude: str | None = None) -> int:
+        m = self.materials[material]
+        res = [[d, qty] for o, (qty, d, _) in m["reserved"].items() if o != exclude]
+        return available_date(m["supply"], res, q, self.horizon)
+
+    def handle(self, env: Envelope, payload: BaseModel, now: float) -> list[Envelope]:
+        if isinstance(payload, AtpRequest | AtpReserve) and payload.material not in self.materials:
+            raise ValueError(f"supplier {self.id} does not supply '{payload.material}'")
+        if isinstance(payload, AtpRequest):
+            d = self._date(payload.material, payload.quantity, exclude=payload.order_id)
+            late = d > payload.needed_by
+            return [self.send(AtpPromise(order_id=payload.order_id, material=payload.material,
+                                         quantity=payload.quantity, date=d, late=late, supplier=self.id),
+                              env.sender, env.conversation, env.id)]
+        if isinstance(payload, AtpReserve):
+            d = self._date(payload.material, payload.quantity, exclude=payload.order_id)
+            date = max(d, payload.needed_by)
+            late = d > payload.needed_by
+            self.late_promises += late
+            self.materials[payload.material]["reserved"][payload.order_id] = [payload.quantity, date, env.sender]
+            return [self.send(AtpConfirm(order_id=payload.order_id, material=payload.material, date=date, late=late,
+                                         supplier=self.id), env.sender, env.conversation, env.id)]
+        if isinstance(payload, SupplierDelay):
+            return self._delay(payload, env)
+        raise ValueError(f"supplier cannot handle '{env.type}'")
+
+    def _delay(self, ev: SupplierDelay, env: Envelope) -> list[Envelope]:
+        """Receipts come later: re-check reservations in date order, tell the lines that are now late."""
+        m = self.materials[ev.material]
+        m["supply"] = [[t + ev.delay if t > 0 else t, q] for t, q in m["supply"]]
+        out: list[Envelope] = []
+        kept: dict[str, list[Any]] = {}
+        for order, (qty, date, line) in sorted(m["reserved"].items(), key=lambda kv: kv[1][1]):
+            d = available_date(m["supply"], [[dd, qq] for qq, dd, _ in kept.values()], qty, self.horizon)
+            if d > date:
+                kept[order] = [qty, d, line]
+                self.late_promises += 1
+                out.append(self.send(AtpConfirm(order_id=order, material=ev.material, date=d, late=True,
+                                                supplier=self.id), line, f"delay:{order}", env.id))
+            else:
+                kept[order] = [qty, date, line]
+        m["reserved"] = kept
+        return out

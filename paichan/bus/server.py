@@ -1,0 +1,108 @@
+"""The Redis the engine talks to: ``REDIS_URL`` if set, else a private redis-server.
+
+The private server runs in the run's working directory with AOF on (so a
+killed and restarted server keeps every acknowledged message), on a free
+loopback port, and is stopped when the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+INSTALL_HINT = (
+    "no redis-server binary found. Install one (Debian/Ubuntu: 'sudo apt-get install redis-server'; "
+    "macOS: 'brew install redis') or point REDIS_URL at a running Redis, e.g. REDIS_URL=redis://127.0.0.1:6379/0"
+)
+
+
+class RedisUnavailable(RuntimeError):
+    """No Redis could be reached or started."""
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedRedis:
+    """A private redis-server process (AOF on) for one run."""
+
+    def __init__(self, workdir: str | Path, port: int | None = None) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> EmbeddedRedis:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RedisUnavailable(INSTALL_HINT)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
+             "--logfile", str(self.workdir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        client = redis.Redis.from_url(self.url)
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RedisUnavailable(f"redis-server exited with code {self.proc.returncode}; see "
+                                       f"{self.workdir / 'redis.log'}")
+            try:
+                client.ping()
+                return self
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RedisUnavailable(f"redis-server did not answer on port {self.port} within {timeout:g} s")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        try:
+            redis.Redis.from_url(self.url).shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass  # shutdown closes the connection; that is the success path
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        """Hard kill (tests of durability)."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> EmbeddedRedis:
+        return self.start()
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def resolve_redis(workdir: str | Path) -> tuple[str, EmbeddedRedis | None]:
+    """(url, server-we-started-or-None): ``REDIS_URL`` wins, else start a private server."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        try:
+            redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+        except redis.RedisError as e:
+            raise RedisUnavailable(f"REDIS_URL={url} is not reachable: {e}") from e
+        return url, None
+    server = EmbeddedRedis(Path(workdir) / "redis").start()
+    return server.url, server

@@ -1,0 +1,198 @@
+"""Redis Streams message bus: inboxes, topics, journal, dead letters.
+
+Delivery guarantees, and how they are kept:
+* **Durable**: every message is a stream entry (and a copy in the journal
+  stream, so a run can be replayed and explained afterwards).
+* **At-least-once**: each agent reads through its own consumer group; an
+  entry stays pending until acknowledged. A restarted consumer first re-reads
+  its own pending entries; entries left by a dead consumer are taken over
+  with XAUTOCLAIM after ``claim_idle_ms``.
+* **Effectively once**: :meth:`Consumer.commit` stores the agent's new state,
+  its outgoing messages, the processed-id mark and the XACK in one MULTI/EXEC
+  transaction, and a message whose envelope id is already marked processed is
+  acknowledged without being handled again. A crash before EXEC changes
+  nothing; after EXEC everything is done.
+* **Poison-free**: entries that do not decode (bad envelope, unknown type,
+  bad payload) go to the dead-letter stream with the reason and are acked.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import redis
+from pydantic import BaseModel
+
+from paichan.bus.envelope import Envelope, InvalidMessage, decode
+
+FIELD = "envelope"
+
+
+@dataclass
+class Delivery:
+    """One stream entry handed to an agent (decoded, or with the reason it is not)."""
+
+    stream: str
+    entry_id: str
+    fields: dict[str, str]
+    envelope: Envelope | None = None
+    payload: BaseModel | None = None
+    error: str | None = None
+
+
+class Bus:
+    """Names and sends; one per process (redis-py clients are thread-safe)."""
+
+    def __init__(self, url: str, namespace: str = "paichan") -> None:
+        self.url = url
+        self.ns = namespace
+        self.r = redis.Redis.from_url(url, decode_responses=True)
+
+    def inbox(self, agent: str) -> str:
+        return f"{self.ns}:inbox:{agent}"
+
+    def topic(self, name: str) -> str:
+        return f"{self.ns}:topic:{name}"
+
+    @property
+    def journal(self) -> str:
+        return f"{self.ns}:journal"
+
+    @property
+    def deadletter(self) -> str:
+        return f"{self.ns}:deadletter"
+
+    def state_key(self, agent: str) -> str:
+        return f"{self.ns}:state:{agent}"
+
+    def processed_key(self, agent: str) -> str:
+        return f"{self.ns}:processed:{agent}"
+
+    def stream_for(self, recipient: str) -> str:
+        if recipient.startswith("topic:"):
+            return self.topic(recipient[len("topic:"):])
+        return self.inbox(recipient)
+
+    def _queue(self, pipe: redis.client.Pipeline, envs: Iterable[Envelope]) -> None:
+        for env in envs:
+            data = env.model_dump_json()
+            pipe.xadd(self.stream_for(env.recipient), {FIELD: data})
+            pipe.xadd(self.journal, {FIELD: data})
+
+    def send(self, *envs: Envelope) -> None:
+        """Publish messages atomically (all or none)."""
+        pipe = self.r.pipeline(transaction=True)
+        self._queue(pipe, envs)
+        pipe.execute()
+
+    def send_raw(self, recipient: str, fields: dict[str, str]) -> str:
+        """Put an arbitrary entry on a stream (foreign producers; tests of bad input)."""
+        return str(self.r.xadd(self.stream_for(recipient), fields))  # type: ignore[arg-type]
+
+    def load_state(self, agent: str) -> dict | None:
+        raw = self.r.get(self.state_key(agent))
+        return None if raw is None else json.loads(raw)  # type: ignore[arg-type]
+
+    def journal_entries(self) -> list[Envelope]:
+        """Every message sent so far, in order."""
+        out: list[Envelope] = []
+        last = "-"
+        while True:
+            batch = self.r.xrange(self.journal, min=last, count=5000)
+            if last != "-":
+                batch = batch[1:]
+            if not batch:
+                return out
+            out.extend(Envelope.model_validate_json(f[FIELD]) for _, f in batch)  # type: ignore[index]
+            last = batch[-1][0]  # type: ignore[index]
+
+    def dead_letters(self) -> list[dict[str, str]]:
+        return [f for _, f in self.r.xrange(self.deadletter)]  # type: ignore[misc]
+
+
+class Consumer:
+    """An agent's reading end: its inbox and any topics, through its own group."""
+
+    def __init__(self, bus: Bus, agent: str, topics: Iterable[str] = (), consumer: str | None = None,
+                 claim_idle_ms: int = 30_000) -> None:
+        self.bus = bus
+        self.agent = agent
+        self.group = agent
+        self.consumer = consumer or agent
+        self.claim_idle_ms = claim_idle_ms
+        self.streams = [bus.inbox(agent)] + [bus.topic(t) for t in topics]
+        self._backlog = True  # first read our own pending entries (after a restart)
+        for s in self.streams:
+            try:
+                bus.r.xgroup_create(s, self.group, id="0", mkstream=True)
+            except redis.ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+
+    def _decode(self, stream: str, entry_id: str, fields: dict[str, str]) -> Delivery:
+        d = Delivery(stream, entry_id, fields)
+        try:
+            d.envelope, d.payload = decode(fields)
+        except InvalidMessage as e:
+            d.error = str(e)
+        return d
+
+    def fetch(self, count: int = 100, block_ms: int | None = 100) -> list[Delivery]:
+        """Next deliveries: own pending first, then new entries, then orphans of dead consumers."""
+        out: list[Delivery] = []
+        if self._backlog:
+            resp = self.bus.r.xreadgroup(self.group, self.consumer, {s: "0" for s in self.streams}, count=count)
+            for stream, entries in resp or []:  # type: ignore[union-attr]
+                out.extend(self._decode(stream, i, f) for i, f in entries if f)
+            if not out:
+                self._backlog = False
+            return out
+        resp = self.bus.r.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams}, count=count,
+                                     block=block_ms)
+        for stream, entries in resp or []:  # type: ignore[union-attr]
+            out.extend(self._decode(stream, i, f) for i, f in entries)
+        return out
+
+    def reclaim(self, count: int = 100) -> list[Delivery]:
+        """Take over entries another consumer of this group left pending too long."""
+        out: list[Delivery] = []
+        for s in self.streams:
+            _, entries, *_ = self.bus.r.xautoclaim(s, self.group, self.consumer, self.claim_idle_ms,
+                                                   start_id="0-0", count=count)
+            out.extend(self._decode(s, i, f) for i, f in entries if f)  # type: ignore[union-attr]
+        return out
+
+    def is_duplicate(self, d: Delivery) -> bool:
+        return d.envelope is not None and bool(self.bus.r.sismember(self.bus.processed_key(self.agent), d.envelope.id))
+
+    def commit(self, d: Delivery, state: dict | None, outgoing: Iterable[Envelope] = ()) -> None:
+        """Atomically: store state, send replies, mark processed, acknowledge."""
+        pipe = self.bus.r.pipeline(transaction=True)
+        if state is not None:
+            pipe.set(self.bus.state_key(self.agent), json.dumps(state))
+        self.bus._queue(pipe, outgoing)
+        if d.envelope is not None:
+            pipe.sadd(self.bus.processed_key(self.agent), d.envelope.id)
+        pipe.xack(d.stream, self.group, d.entry_id)
+        pipe.execute()
+
+    def publish(self, state: dict | None, outgoing: Iterable[Envelope]) -> None:
+        """Atomically store state and send messages not caused by a delivery (clock ticks)."""
+        pipe = self.bus.r.pipeline(transaction=True)
+        if state is not None:
+            pipe.set(self.bus.state_key(self.agent), json.dumps(state))
+        self.bus._queue(pipe, outgoing)
+        pipe.execute()
+
+    def ack(self, d: Delivery) -> None:
+        self.bus.r.xack(d.stream, self.group, d.entry_id)
+
+    def dead_letter(self, d: Delivery, reason: str) -> None:
+        """Park an entry we cannot handle, with the reason, and acknowledge it."""
+        pipe = self.bus.r.pipeline(transaction=True)
+        pipe.xadd(self.bus.deadletter, {"stream": d.stream, "entry_id": d.entry_id, "agent": self.agent,
+                                        "reason": reason, "raw": json.dumps(d.fields)})
+        pipe.xack(d.stream, self.group, d.entry_id)
+        pipe.execute()
