@@ -279,6 +279,13 @@ class _Clock:
     def units(self, d: timedelta) -> int:
         return max(1, math.ceil(d / self.unit))
 
+    def end_after(self, t: datetime, d: timedelta) -> int:
+        """Time unit (rounded up, not clamped) at which ``d`` after ``t`` has passed."""
+        return math.ceil((t + d - self.origin) / self.unit)
+
+    def at(self, units: int) -> datetime:
+        return self.origin + units * self.unit
+
 
 def _apply_machine(
     resource: Resource,
@@ -290,6 +297,7 @@ def _apply_machine(
     """Turn one machine's time-ordered states into breakdown windows on its calendar."""
     cal = resource.calendar
     down_since: int | None = None
+    down_at = clock.origin  # when it went down (datetime), for the repair estimate
     down_ids: list[str] = []
     down_state = MachineState.DOWN
     down_text = ""
@@ -299,6 +307,7 @@ def _apply_machine(
         text, ids, open_ = _marker(d.reason)
         if ids and open_:  # an estimated window from an earlier call: this batch may close or extend it
             down_since, down_ids, down_text = d.start, ids, text.removesuffix(_ESTIMATED)
+            down_at = clock.at(d.start)
             down_state = MachineState.HELD if text.startswith(MachineState.HELD.value) else MachineState.DOWN
             last_change = max(last_change, d.start)
             continue
@@ -315,6 +324,7 @@ def _apply_machine(
             continue
         if ev.state in _DOWN_STATES:
             if down_since is None:
+                down_at = min(ev.time, clock.at(clock.now))  # within the clock-skew allowance: now
                 down_since, down_ids, down_state = t0, [ev.event_id], ev.state
                 down_text = f"{ev.state.value}: {ev.raw_model} {ev.raw_state} from {ev.source}"
                 report.append(f"applied: {tag} at {t0}")
@@ -333,9 +343,12 @@ def _apply_machine(
             report.append(f"applied: {tag} at {t0}; no change to availability")
 
     if down_since is not None:
-        estimate = clock.units(estimates[0] if down_state == MachineState.DOWN else estimates[1])
-        overdue = down_since + estimate <= clock.now
-        end = clock.now + estimate if overdue else down_since + estimate
+        span = estimates[0] if down_state == MachineState.DOWN else estimates[1]
+        estimate = clock.units(span)
+        end = clock.end_after(down_at, span)
+        overdue = end <= clock.now
+        if overdue:
+            end = clock.now + estimate
         _add_downtime(cal.downtimes, down_since, end, _reason(down_text + _ESTIMATED, down_ids, True))
         if overdue:
             report.append(
