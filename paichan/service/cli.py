@@ -255,6 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("problem")
     c.add_argument("schedule")
     c.set_defaults(func=cmd_check)
+    from paichan.adapters.cli import register  # imported here: it imports CliError from this module
+
+    register(sub)
     return p
 
 
