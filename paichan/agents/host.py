@@ -146,6 +146,7 @@ class AgentHost:
     def shutdown(self) -> None:
         self.core.shutdown()
 
+    @ray.method(max_task_retries=0)  # a retried crash() would kill every new incarnation too
     def crash(self) -> None:
         """Die abruptly (tests of restart and recovery)."""
         os._exit(1)

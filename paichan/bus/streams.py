@@ -11,7 +11,10 @@ Delivery guarantees, and how they are kept:
   its outgoing messages, the processed-id mark and the XACK in one MULTI/EXEC
   transaction, and a message whose envelope id is already marked processed is
   acknowledged without being handled again. A crash before EXEC changes
-  nothing; after EXEC everything is done.
+  nothing; after EXEC everything is done (and the AOF holds the transaction
+  whole). Redis does not roll a transaction back when one of its commands
+  fails at run time (e.g. WRONGTYPE); the bus only writes keys of its own
+  namespace with their own types, so that cannot happen short of tampering.
 * **Poison-free**: entries that do not decode (bad envelope, unknown type,
   bad payload) go to the dead-letter stream with the reason and are acked.
 """

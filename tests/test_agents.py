@@ -1,0 +1,191 @@
+"""Agents over the real bus (Redis) and on real Ray: negotiation, duplicates, crashes.
+
+Every schedule the agents agree on is verified by the independent checker
+against the scenario's global problem.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import ray
+import redis
+
+from paichan.agents.host import HostCore
+from paichan.agents.messages import Award, NewOrder
+from paichan.agents.runtime import Network, agents_schedule, run_agents
+from paichan.agents.scenario import Scenario, ScenarioError, global_problem, load_scenario
+from paichan.bus import Bus, make
+from paichan.checker import check
+
+URL = "redis://127.0.0.1:6379/0"
+
+
+def tiny(orders: int = 6, hosting: str = "per_plant", timeout_s: float = 5.0) -> Scenario:
+    return Scenario.model_validate({
+        "name": "tiny",
+        "horizon_days": 10,
+        "products": {"box": {"steps": [
+            {"name": "cut", "machine_type": "cut", "minutes_per_unit": 3, "material": "sheet", "material_per_unit": 1},
+            {"name": "fold", "machine_type": "fold", "minutes_per_unit": 2}]}},
+        "plants": [
+            {"id": "P1", "lines": [
+                {"id": "L1", "machines": [{"id": "C", "type": "cut"}, {"id": "F", "type": "fold"}]},
+                {"id": "L2", "machines": [{"id": "C", "type": "cut", "speed": 0.5}, {"id": "F", "type": "fold"}]}]},
+            {"id": "P2", "lines": [
+                {"id": "L1", "machines": [{"id": "C", "type": "cut", "speed": 2}, {"id": "F", "type": "fold"}]}]},
+        ],
+        "suppliers": [{"id": "S1", "materials": [{"id": "sheet", "stock": 40, "receipts": [{"time": 200,
+                                                                                             "quantity": 100}]}]}],
+        "generate_orders": {"count": orders, "seed": 2, "quantity": [5, 15], "release_spread": 60,
+                            "due_slack": [30, 120]},
+        "negotiation": {"respond_timeout_s": timeout_s, "wave": 3, "replan_time_limit": 1, "hosting": hosting},
+    })
+
+
+@pytest.fixture(scope="module")
+def ray_session() -> Iterator[None]:
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture
+def bus() -> Iterator[Bus]:
+    try:
+        redis.Redis.from_url(URL).ping()
+    except redis.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    b = Bus(URL, f"test:{uuid.uuid4().hex[:10]}")
+    yield b
+    keys = list(b.r.scan_iter(f"{b.ns}:*"))
+    if keys:
+        b.r.delete(*keys)
+
+
+def wait(cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
+    t0 = time.monotonic()
+    while not cond():
+        assert time.monotonic() - t0 < timeout, "timed out"
+        time.sleep(0.05)
+
+
+def test_negotiation_end_to_end(ray_session: None, tmp_path: Path) -> None:
+    kpis = run_agents(tiny(), tmp_path, progress=lambda _: None, timeout=120)
+    assert kpis["feasible"], kpis["violations"]
+    assert kpis["unscheduled_orders"] == [] and kpis["failed_orders"] == []
+    kinds = {json.loads(line)["type"] for line in (tmp_path / "negotiations.jsonl").read_text().splitlines()}
+    assert {"order.new", "cfp", "bid", "award", "reject", "confirm", "atp.request", "atp.promise", "atp.reserve",
+            "atp.confirm", "control.replan"} <= kinds
+    sched = json.loads((tmp_path / "schedule.json").read_text())
+    assert len(sched["operations"]) == 12 and {"order", "operation", "plant", "line", "machine", "start", "end"} == set(
+        sched["operations"][0])
+
+
+def test_escalation_places_orders_at_another_plant(ray_session: None, tmp_path: Path) -> None:
+    sc = tiny(orders=8)
+    sc.generate_orders.due_slack = (10, 20)  # type: ignore[union-attr]  # impossible locally: every order is late
+    kpis = run_agents(sc, tmp_path, progress=lambda _: None, timeout=120)
+    assert kpis["feasible"] and kpis["escalations"] > 0
+    lines = {o["plant"] for o in json.loads((tmp_path / "schedule.json").read_text())["operations"]}
+    assert lines == {"P1", "P2"}  # some of P1's orders went to P2's faster cutter
+
+
+def test_duplicates_never_double_book(bus: Bus) -> None:
+    sc = tiny(orders=2)
+    core = HostCore(sc.model_dump_json(), ["P1", "P1/L1", "P1/L2", "S1"], URL, bus.ns)
+    try:
+        spec = sc.order_specs()[0]
+        env = make(NewOrder(order=spec.model_copy(update={"plant": "P1"})), "erp", "P1", "o")
+        bus.send(env, env)  # the very same envelope twice
+        bus.send(make(NewOrder(order=spec), "erp", "P1", "o"))  # and the same order in a new envelope
+        wait(lambda: (bus.load_state("P1") or {"agent": {"orders": {}}})["agent"]["orders"].get(spec.id, {})
+             .get("status") == "confirmed")
+        winner = bus.load_state("P1")["agent"]["orders"][spec.id]["placed"]["line"]  # type: ignore[index]
+        award = next(e for e in bus.journal_entries() if e.type == "award")
+        bus.send(award)  # a redelivered award (same id) ...
+        bus.send(make(Award(order_id=spec.id, line=winner), "P1", winner, "again"))  # ... and a fresh duplicate
+        wait(lambda: bus.r.xpending(bus.inbox(winner), winner)["pending"] == 0 and bus.r.xinfo_groups(
+            bus.inbox(winner))[0]["lag"] == 0)
+        time.sleep(0.3)
+        line = bus.load_state(winner)["agent"]  # type: ignore[index]
+        committed = [o for o, r in line["orders"].items() if r["status"] == "committed"]
+        assert committed == [spec.id]
+        confirms = [e for e in bus.journal_entries() if e.type == "confirm"]
+        assert len(confirms) == 2  # the fresh award is answered again, with the same booking
+        assert confirms[0].payload["operations"] == confirms[1].payload["operations"]
+        assert sum(1 for e in bus.journal_entries() if e.type == "cfp") == 2  # one call, to the two lines
+    finally:
+        core.shutdown()
+
+
+def test_poison_messages_go_to_dead_letters_and_agents_carry_on(bus: Bus) -> None:
+    sc = tiny(orders=1)
+    core = HostCore(sc.model_dump_json(), ["P1", "P1/L1", "P1/L2", "S1"], URL, bus.ns)
+    try:
+        bus.send_raw("P1/L1", {"envelope": "{broken"})
+        bus.send(make(Award(order_id="unknown", line="P1/L1"), "P1", "S1", "x"))  # wrong recipient: handler error
+        spec = sc.order_specs()[0]
+        bus.send(make(NewOrder(order=spec), "erp", "P1", "o"))
+        wait(lambda: (bus.load_state("P1") or {"agent": {"orders": {}}})["agent"]["orders"].get(spec.id, {})
+             .get("status") == "confirmed")
+        reasons = [d["reason"] for d in bus.dead_letters()]
+        assert any("bad envelope" in r for r in reasons)
+        assert any("handler error in S1" in r and "award" in r for r in reasons)
+        assert core.status()["errors"] == []
+    finally:
+        core.shutdown()
+
+
+def test_killed_agent_restarts_and_loses_nothing(ray_session: None, tmp_path: Path) -> None:
+    sc = tiny(orders=10, hosting="per_agent", timeout_s=20)
+    net = Network(sc, tmp_path, progress=lambda _: None)
+    try:
+        net.feed_orders()
+        wait(lambda: sum(1 for o in net.plant_states()["P1"]["orders"].values() if o["status"] == "confirmed") >= 2)
+        victim = net.hosts["P1/L1"]
+        before = ray.get(victim.status.remote())
+        victim.crash.remote()  # the process dies abruptly, possibly mid-message
+        wait(lambda: _alive_pid(victim) not in (None, before["pid"]), timeout=90)
+        assert "P1/L1" in ray.get(victim.status.remote())["restored"]
+        assert net.wait_quiet(180, "negotiating", net.negotiation_done)
+        problem = global_problem(sc)
+        schedule = agents_schedule(sc, problem, net.line_states())
+        report = check(problem, schedule)
+        assert report.ok, report.violations[:5]  # no double booking, every operation placed once
+        placed = {o for st in net.plant_states().values() for o, r in st["orders"].items() if r["placed"]}
+        assert placed == {o.id for o in problem.orders}
+    finally:
+        net.close()
+
+
+def _alive_pid(actor) -> int | None:  # type: ignore[no-untyped-def]
+    try:
+        return int(ray.get(actor.status.remote(), timeout=5)["pid"])
+    except Exception:
+        return None
+
+
+def test_bad_scenario_names_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nproducts: {p: {steps: [{name: a, machine_type: cut, minutes_per_unit: -1}]}}\n"
+                   "plants: [{id: P, lines: [{id: L, calendar: nope, machines: [{id: M, type: cut}]}]}]\n")
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(bad)
+    assert "bad.yaml" in str(e.value) and "products.p.steps.0.minutes_per_unit" in str(e.value)
+    bad.write_text("name: x\nproducts: {p: {steps: [{name: a, machine_type: cut, minutes_per_unit: 1}]}}\n"
+                   "plants: [{id: P, lines: [{id: L, calendar: nope, machines: [{id: M, type: cut}]}]}]\n")
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(bad)
+    assert "plants[0].lines[0].calendar: unknown calendar 'nope'" in str(e.value)
+
+
+def test_bundled_scenarios_load() -> None:
+    root = Path(__file__).resolve().parent.parent / "scenarios"
+    sizes = {p.name: sum(len(o.steps) for o in load_scenario(p).order_specs()) for p in sorted(root.glob("*.yaml"))}
+    assert sizes["network_10x10.yaml"] >= 5000 and len(sizes) >= 3
