@@ -388,7 +388,8 @@ class _FileReader:
                     self.report.warn(rec.src, f"order {rec.id}", f"Priority {prio} rounded to {rec.priority}")
             except ValueError as e:
                 rec.problems.append(f"Priority: {e}")
-        definition = self.text(req, "OperationsDefinitionID") if self.version == "0700" else ""
+        # V0700 OperationsDefinitionID / V0401-V0600 ProductProductionRuleID name the product's routing
+        definition = self.text(req, "OperationsDefinitionID" if self.version == "0700" else "ProductProductionRuleID")
         seg_name = "SegmentRequirement"
         rec.segments = self._segments(req, seg_name, rec, "", set())
         rec.message = True
@@ -431,6 +432,11 @@ class _FileReader:
             personnel = self._personnel(sr, problems)
             consumed = self._materials(sr, rec, problems)
             children = self.kids(sr, child_name)
+            if not (sid or psid or prod_sid or earliest or latest or duration is not None or equipment or personnel
+                    or consumed or children):
+                self.report.warn(Source(self.file, where(sr)), f"order {rec.id}",
+                                 "SegmentRequirement names no segment, time, machine or consumption: not an operation")
+                continue
             if children and not (psid or prod_sid or duration is not None or equipment):
                 sub = self._segments(sr, child_name, rec, pos + ".", taken)
                 if consumed and sub:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
@@ -131,6 +132,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reporting(func: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """Print a CliError as ``paichan``'s main does and exit 2.
+
+    Handled here as well because under ``python -m paichan.service.cli`` the main module's CliError is a
+    different class object from the ``paichan.service.cli.CliError`` this module raises.
+    """
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return func(args)
+        except CliError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+
+    return run
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``import`` and ``export`` to the ``paichan`` command line."""
     imp = sub.add_parser("import", help="read B2MML or CSV/JSON into a problem.json, with a report")
@@ -159,7 +177,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--lot-status", action="append", default=[], metavar="STATUS=available|blocked|expected",
                        help="what a lot status word means for stock (repeatable)")
         p.add_argument("--name", help="problem name (default: the output file's stem)")
-        p.set_defaults(func=cmd_import)
+        p.set_defaults(func=_reporting(cmd_import))
     exp = sub.add_parser("export", help="write a solved schedule as B2MML or JSON")
     esub = exp.add_subparsers(dest="export_format", required=True)
     for fmt, text in (("b2mml", "XSD-valid B2MML: V0600 ProcessProductionSchedule or V0700 ProcessOperationsSchedule"),
@@ -171,4 +189,4 @@ def register(sub: argparse._SubParsersAction) -> None:
             e.add_argument("--version", choices=["0600", "0700"], default="0700")
         e.add_argument("--output", help="write here (default: stdout)")
         e.add_argument("--origin", help="date-time of time 0 when the problem has no origin (ISO-8601)")
-        e.set_defaults(func=cmd_export)
+        e.set_defaults(func=_reporting(cmd_export))
