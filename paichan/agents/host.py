@@ -25,6 +25,7 @@ from paichan.agents.line import LineAgent
 from paichan.agents.plant import PlantAgent
 from paichan.agents.scenario import Scenario
 from paichan.agents.supplier import SupplierAgent
+from paichan.bus.envelope import Envelope
 from paichan.bus.streams import Bus, Consumer, Delivery
 
 
@@ -98,30 +99,57 @@ class HostCore:
         deliveries = consumer.fetch(count=64, block_ms=None)
         if reclaim:
             deliveries += consumer.reclaim()
-        for d in deliveries:
-            self.process(aid, d)
+        if deliveries:
+            self.process_batch(aid, deliveries)
         out = agent.tick(time.time())
         if out:
             consumer.publish(agent.state(), out)
         return bool(deliveries or out)
 
-    def process(self, aid: str, d: Delivery) -> None:
-        agent, consumer = self.agents[aid], self.consumers[aid]
-        if d.error is not None:
-            consumer.dead_letter(d, d.error)
-            return
-        if consumer.is_duplicate(d):
-            consumer.ack(d)  # already handled: its effects were committed with its id
-            return
+    def process_batch(self, aid: str, deliveries: list[Delivery]) -> None:
+        """Handle a batch and commit it in one transaction (state written once).
+
+        A crash redelivers the whole batch against the state before it, so
+        nothing is half-applied. A handler error (poison message) reloads the
+        agent from its last commit, replays the good messages before it
+        (handlers are deterministic), commits them, and dead-letters the culprit.
+        """
+        consumer = self.consumers[aid]
+        good: list[Delivery] = []
+        seen: set[str] = set()
+        done: list[Delivery] = []  # acked without effects: duplicates
+        for d in deliveries:
+            if d.error is not None:
+                consumer.dead_letter(d, d.error)
+                continue
+            assert d.envelope is not None
+            if d.envelope.id in seen or consumer.is_duplicate(d):
+                done.append(d)
+                continue
+            seen.add(d.envelope.id)
+            good.append(d)
+        out: list[Envelope] = []
+        for k, d in enumerate(good):
+            try:
+                out += self._handle(aid, d)
+            except Exception as e:  # a poison message must not kill the agent or half-apply
+                self.agents[aid] = self._fresh(aid)
+                replay: list[Envelope] = []
+                for prev in good[:k]:
+                    replay += self._handle(aid, prev)
+                consumer.commit(good[:k] + done, self.agents[aid].state(), replay)
+                consumer.dead_letter(d, f"handler error in {aid}: {e!r}")
+                self.process_batch(aid, good[k + 1 :])
+                return
+        if good or done:
+            consumer.commit(good + done, self.agents[aid].state() if good else None, out)
+
+    def _handle(self, aid: str, d: Delivery) -> list[Envelope]:
+        agent = self.agents[aid]
         assert d.envelope is not None and d.payload is not None
-        try:
-            out = agent.handle(d.envelope, d.payload, time.time())
-        except Exception as e:  # a poison message must not kill the agent or half-apply
-            consumer.dead_letter(d, f"handler error in {aid}: {e!r}")
-            self.agents[aid] = self._fresh(aid)  # drop partial in-memory changes
-            return
+        out = agent.handle(d.envelope, d.payload, time.time())
         agent.handled += 1
-        consumer.commit(d, agent.state(), out)
+        return out
 
     def status(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "agents": {a: ag.handled for a, ag in self.agents.items()},

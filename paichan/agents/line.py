@@ -33,6 +33,7 @@ from paichan.agents.messages import (
     Refuse,
     Reject,
     Replan,
+    Revoke,
     ScheduleUpdate,
 )
 from paichan.agents.scenario import LineSpec, machine_id, step_minutes
@@ -160,6 +161,9 @@ class LineAgent(Agent):
             self._windows = {}
             self.now = max(self.now, payload.start)
             return self.replan(self.replan_time_limit, reason=f"breakdown of {payload.machine}")
+        if isinstance(payload, Revoke):
+            self.orders.pop(payload.order_id, None)
+            return []
         if isinstance(payload, Replan):
             return self.replan(payload.time_limit, reason="end of negotiation wave")
         raise ValueError(f"line cannot handle '{env.type}'")

@@ -196,3 +196,17 @@ class Replan(_P):
     """Ask a line to re-optimise its local schedule now (end of a negotiation wave)."""
 
     time_limit: float = 2.0
+
+
+@message("revoke")
+class Revoke(_P):
+    """The plant moved a committed order elsewhere: free its capacity."""
+
+    order_id: str
+
+
+@message("control.improve")
+class Improve(_P):
+    """Ask a plant to re-call its late orders and move them where they do better."""
+
+    max_orders: int = 1000

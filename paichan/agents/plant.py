@@ -24,11 +24,13 @@ from paichan.agents.messages import (
     CallForProposals,
     Confirm,
     Escalate,
+    Improve,
     NewOrder,
     Offer,
     OrderSpec,
     Refuse,
     Reject,
+    Revoke,
     ScheduleUpdate,
     Withdraw,
 )
@@ -53,14 +55,17 @@ class PlantAgent(Agent):
         self.orders: dict[str, dict[str, Any]] = {}  # own orders
         self.calls: dict[str, dict[str, Any]] = {}  # open calls (own or on behalf of another plant)
         self.queue: list[str] = []
+        self.moves: list[tuple[str, float, str]] = []  # reallocation candidates (order, cost, line)
         self.events: list[dict[str, Any]] = []  # decisions, for the explanation log
 
     def snapshot(self) -> dict[str, Any]:
-        return {"orders": self.orders, "calls": self.calls, "queue": self.queue, "events": self.events}
+        return {"orders": self.orders, "calls": self.calls, "queue": self.queue, "events": self.events,
+                "moves": self.moves}
 
     def load(self, state: dict[str, Any]) -> None:
         self.orders, self.calls, self.queue, self.events = (state["orders"], state["calls"], state["queue"],
                                                             state["events"])
+        self.moves = [tuple(m) for m in state["moves"]]  # type: ignore[misc]
 
     # ------------------------------------------------------------------ calls
     def _capable(self, spec: OrderSpec) -> list[str]:
@@ -76,16 +81,25 @@ class PlantAgent(Agent):
             oid = self.queue.pop(0)
             out += self._call(OrderSpec.model_validate(self.orders[oid]["spec"]), self.orders[oid]["round"], None,
                               now)
+        while self.moves and not self.queue and self._open_own() < self.wave:
+            oid, cost, line = self.moves.pop(0)
+            rec = self.orders[oid]
+            if rec["status"] != "confirmed" or rec["placed"]["line"] != line:
+                continue
+            rec["round"] += 1
+            out += self._call(OrderSpec.model_validate(rec["spec"]), rec["round"], None, now,
+                              move_from={"line": line, "cost": cost})
         return out
 
-    def _call(self, spec: OrderSpec, rnd: int, for_plant: str | None, now: float) -> list[Envelope]:
-        lines = self._capable(spec)
+    def _call(self, spec: OrderSpec, rnd: int, for_plant: str | None, now: float,
+              move_from: dict[str, Any] | None = None) -> list[Envelope]:
+        lines = [ln for ln in self._capable(spec) if move_from is None or ln != move_from["line"]]
         conv = f"{spec.id}:{rnd}"
         self.calls[spec.id] = {"spec": spec.model_dump(mode="json"), "round": rnd, "for": for_plant, "conv": conv,
                                "expected": lines, "bids": {}, "refused": {}, "deadline": now + self.timeout,
-                               "escalation": None, "best": None}
+                               "escalation": None, "best": None, "move_from": move_from}
         if for_plant is None:
-            self.orders[spec.id]["status"] = "calling"
+            self.orders[spec.id]["status"] = "moving" if move_from else "calling"
         if not lines:
             return self._decide(spec.id, now)
         cfp = CallForProposals(order=spec, round=rnd, origin_plant=for_plant or self.id)
@@ -100,6 +114,8 @@ class PlantAgent(Agent):
         best = bids[0] if bids else None
         call["best"] = best
         out = [self.send(Reject(order_id=oid, round=call["round"]), b["line"], call["conv"]) for b in bids[1:]]
+        if call.get("move_from") is not None:  # reallocation: move only if strictly better
+            return out + self._decide_move(oid, best, now)
         if call["for"] is not None:  # on behalf of another plant: offer our best, keep its reservation
             offer = Offer(order_id=oid, plant=self.id, bid=Bid.model_validate(best) if best else None,
                           round=call["round"])
@@ -109,10 +125,42 @@ class PlantAgent(Agent):
             spec = OrderSpec.model_validate(call["spec"])
             call["escalation"] = {"expected": list(self.others), "offers": {}, "deadline": now + 2 * self.timeout}
             self.orders[oid]["status"] = "escalating"
-            self._log(oid, "escalate", {"best_own": best})
+            self._log(oid, "escalate", {"best_own_cost": best["cost"] if best else None})
             return [*out, *(self.send(Escalate(order=spec, round=call["round"]), p, call["conv"])
                             for p in self.others)]
         return out + self._award_best(oid, now)
+
+    def _decide_move(self, oid: str, best: dict[str, Any] | None, now: float) -> list[Envelope]:
+        call = self.calls[oid]
+        current = call["move_from"]
+        if best is None or best["cost"] >= current["cost"] - 1e-6:
+            out = [self.send(Reject(order_id=oid, round=call["round"]), best["line"], call["conv"])] if best else []
+            self.orders[oid]["status"] = "confirmed"
+            del self.calls[oid]
+            return out + self._pump(now)
+        self._log(oid, "move", {"from": current["line"], "to": best["line"], "cost_before": current["cost"],
+                                "cost_after": best["cost"]})
+        self.orders[oid]["status"] = "awarded"
+        call["awarded"] = {"plant": best["plant"], "line": best["line"], "via": "move"}
+        call["deadline"] = now + 4 * self.timeout
+        return [self.send(Revoke(order_id=oid), current["line"], call["conv"]),
+                self.send(Award(order_id=oid, line=best["line"], round=call["round"]), best["line"], call["conv"])]
+
+    def _improve(self, limit: int, now: float) -> list[Envelope]:
+        """Re-call late orders placed on our own lines, worst weighted tardiness first."""
+        late = []
+        for oid, rec in self.orders.items():
+            placed = rec["placed"]
+            if rec["status"] != "confirmed" or placed is None or placed["line"] not in self.lines:
+                continue
+            spec = rec["spec"]
+            tardiness = max(0, placed["completion"] - spec["due"])
+            if tardiness > 0:
+                cost = spec["priority"] * tardiness + 0.001 * placed["completion"]
+                late.append((-cost, oid, cost, placed["line"]))
+        out: list[Envelope] = []
+        self.moves = [(oid, cost, line) for _, oid, cost, line in sorted(late)[:limit]]
+        return out + self._pump(now)
 
     def _award_best(self, oid: str, now: float) -> list[Envelope]:
         """Award the best of own bid and plant offers."""
@@ -128,7 +176,8 @@ class PlantAgent(Agent):
             del self.calls[oid]
             return out + self._pump(now)
         where, best = min(cands, key=lambda c: _rank(c[1]))
-        self._log(oid, "award", {"winner": best, "from": where, "candidates": [b for _, b in cands]})
+        self._log(oid, "award", {"line": best["line"], "plant": best["plant"], "via": where,
+                                 "completion": best["completion"], "cost": best["cost"], "candidates": len(cands)})
         if esc is not None:
             for p, b in esc["offers"].items():
                 if b is not None and p != where:
@@ -159,6 +208,8 @@ class PlantAgent(Agent):
 
     # --------------------------------------------------------------- messages
     def handle(self, env: Envelope, payload: BaseModel, now: float) -> list[Envelope]:
+        if isinstance(payload, Improve):
+            return self._improve(payload.max_orders, now)
         if isinstance(payload, NewOrder):
             spec = payload.order
             if spec.id in self.orders:
@@ -212,6 +263,8 @@ class PlantAgent(Agent):
             return self._confirmed(env, payload, now)
         if isinstance(payload, ScheduleUpdate):
             if oid in self.orders and self.orders[oid]["placed"] is not None:
+                if self.orders[oid]["placed"]["line"] != payload.line:
+                    return []  # stale: the order has moved to another line since
                 self.orders[oid]["placed"].update(completion=payload.completion,
                                                   operations=[o.model_dump() for o in payload.operations])
                 self._log(oid, "update", {"line": payload.line, "completion": payload.completion,
@@ -264,4 +317,4 @@ class PlantAgent(Agent):
 
     # ----------------------------------------------------------------- status
     def done(self) -> bool:
-        return not self.queue and not any(c["for"] is None for c in self.calls.values())
+        return not self.queue and not self.moves and not any(c["for"] is None for c in self.calls.values())

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from paichan.agents.messages import MachineDown, NewOrder, Replan, SupplierDelay
+from paichan.agents.messages import Improve, MachineDown, NewOrder, Replan, SupplierDelay
 from paichan.agents.scenario import Scenario, global_problem, machine_id
 from paichan.bus.envelope import make
 from paichan.bus.server import resolve_redis
@@ -142,6 +142,25 @@ class Network:
         limit = self.sc.negotiation.replan_time_limit
         self.bus.send(*[make(Replan(time_limit=limit), "planner", line, "replan") for line in lines])
 
+    def replan_and_wait(self, timeout: float) -> None:
+        """Every line re-optimises its committed work; wait until all have."""
+        before = {k: v.get("replans", 0) for k, v in self.line_states().items()}
+        self.replan_lines()
+        self.wait_quiet(timeout, "local replanning", lambda: all(
+            v.get("replans", 0) > before[k] or not v["orders"] for k, v in self.line_states().items()))
+
+    def improve(self, timeout: float) -> int:
+        """Plants re-call their late orders; returns how many moved."""
+        moves = lambda: sum(1 for st in self.plant_states().values() for e in st["events"]  # noqa: E731
+                            if e["event"] == "move")
+        before = moves()
+        self.bus.send(*[make(Improve(), "planner", p.id, "improve") for p in self.sc.plants])
+        time.sleep(0.2)
+        self.wait_quiet(timeout, "reallocating late orders", self.negotiation_done)
+        moved = moves() - before
+        self.progress(f"reallocation moved {moved} order(s)")
+        return moved
+
     def disrupt(self) -> dict[str, int]:
         delays: dict[str, int] = {}
         for d in self.sc.disruptions:
@@ -236,10 +255,13 @@ def run_agents(sc: Scenario, out: Path, progress: Progress = _stderr, timeout: f
         net.feed_orders()
         settled = net.wait_quiet(timeout, "negotiating", net.negotiation_done)
         t_neg = time.monotonic() - t0
-        net.replan_lines()
-        replans_before = {k: v.get("replans", 0) for k, v in net.line_states().items()}
-        net.wait_quiet(timeout, "local replanning", lambda: all(
-            v.get("replans", 0) > replans_before[k] or not v["orders"] for k, v in net.line_states().items()))
+        net.replan_and_wait(timeout)
+        if sc.negotiation.improve_rounds:
+            for _ in range(sc.negotiation.improve_rounds):
+                moved = net.improve(timeout)
+                net.replan_and_wait(timeout)
+                if moved == 0:
+                    break
         delays = net.disrupt()
         if sc.disruptions:
             net.wait_quiet(timeout, "absorbing disruptions")
@@ -257,6 +279,7 @@ def run_agents(sc: Scenario, out: Path, progress: Progress = _stderr, timeout: f
             "dead_letters": len(net.bus.dead_letters()),
             "escalations": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "escalate"),
             "reruns": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "rerun"),
+            "moves": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "move"),
             "failed_orders": [o for st in plants.values() for o, r in st["orders"].items() if r["status"] == "failed"],
         }
         kpis = write_outputs(out, sc, problem, schedule, extra, journal)

@@ -133,6 +133,7 @@ class Negotiation(_S):
     wave: int = Field(default=20, gt=0)  # open calls for proposals per plant at once
     escalate: bool = True
     replan_time_limit: float = Field(default=2.0, gt=0)
+    improve_rounds: int = Field(default=2, ge=0)  # reallocation rounds for late orders
     hosting: Literal["per_agent", "per_plant"] = "per_plant"
 
 
