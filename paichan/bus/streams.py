@@ -170,15 +170,18 @@ class Consumer:
     def is_duplicate(self, d: Delivery) -> bool:
         return d.envelope is not None and bool(self.bus.r.sismember(self.bus.processed_key(self.agent), d.envelope.id))
 
-    def commit(self, d: Delivery, state: dict | None, outgoing: Iterable[Envelope] = ()) -> None:
-        """Atomically: store state, send replies, mark processed, acknowledge."""
+    def commit(self, d: Delivery | list[Delivery], state: dict | None, outgoing: Iterable[Envelope] = ()) -> None:
+        """Atomically: store state, send replies, mark processed, acknowledge (one delivery or a batch)."""
+        batch = d if isinstance(d, list) else [d]
         pipe = self.bus.r.pipeline(transaction=True)
         if state is not None:
             pipe.set(self.bus.state_key(self.agent), json.dumps(state))
         self.bus._queue(pipe, outgoing)
-        if d.envelope is not None:
-            pipe.sadd(self.bus.processed_key(self.agent), d.envelope.id)
-        pipe.xack(d.stream, self.group, d.entry_id)
+        ids = [x.envelope.id for x in batch if x.envelope is not None]
+        if ids:
+            pipe.sadd(self.bus.processed_key(self.agent), *ids)
+        for x in batch:
+            pipe.xack(x.stream, self.group, x.entry_id)
         pipe.execute()
 
     def publish(self, state: dict | None, outgoing: Iterable[Envelope]) -> None:
