@@ -123,6 +123,10 @@ def test_courbon_order_imports_with_durations_and_machines_from_the_routing_mast
     assert "without MaterialUse read as a reference" in messages(report, "warnings")
     assert report.ignored["PRO-20121210181416-27942.xml"]["Parameter"] == 1  # Center=3: read, not used
     assert p.origin == datetime(2009, 12, 10, tzinfo=UTC)  # no order dates: midnight of the message's creation
+    zero = import_files([PRO, INV, LOT, MAT, *COURBON_MASTER], ImportOptions(untracked_materials="zero"))
+    assert {m.id: m.stock for m in zero.problem.materials}["CRBN0003"] == 0
+    assert ("(problem): materials[2](id=CRBN0003): operations consume 100 but stock plus all receipts is only 0"
+            " - the problem cannot be solved until this is fixed") in messages(zero.report, "warnings")
 
 
 def test_courbon_order_without_master_data_is_rejected_and_the_report_lists_what_is_missing() -> None:
@@ -227,6 +231,9 @@ def test_cocop_positive_file_imports_with_routing_master_and_rejects_the_empty_r
     [rej] = result.report.rejected
     assert rej.record == "order my-identifier-2"
     assert rej.message == "no operations and no product whose routing could supply them"
+    soft = import_files([COCOP / "ProcessProductionSchedule.xml", ADP / "cocop_routing.csv"],
+                        ImportOptions(latest_end="due"))
+    assert (soft.problem.orders[0].due, soft.problem.orders[0].deadline) == (960, None)
 
 
 def test_cocop_empty_schedule_and_empty_items() -> None:
@@ -354,6 +361,26 @@ def test_units_quantities_unknown_machines_duplicates_and_time_zones(tmp_path: P
     assert "QuantityString '12,5' is not a valid decimal" in rejected["order F"].message
     assert "uses years or months, which have no fixed length" in rejected["order I"].message
     assert "cannot convert l (volume) to kg (mass)" in rejected["order K"].message
+
+
+def test_a_machine_named_without_duration_takes_the_master_row_for_that_machine(tmp_path: Path,
+                                                                                plant_master: list[Path]) -> None:
+    routing = write_text(tmp_path / "routing.csv", "product,segment,machine,duration,secondary\n,s,M1,25,OPS:1\n")
+    path = write_text(tmp_path / "o.xml", _v0600(_req("X", _seg("s", "M1")), _req("Y", _seg("s", "M2"))))
+    result = import_files([path, routing, *plant_master])
+    [x] = result.problem.orders
+    mode = x.operations[0].modes[0]
+    assert (mode.resource, mode.duration, [s.resource for s in mode.secondary]) == ("M1", 25, ["OPS"])
+    [rej] = result.report.rejected
+    assert rej.record == "order Y" and rej.message == (
+        "operation s: no Duration, and no routing master row for product '*', segment 's' gives one for M2")
+    assert {(m.record, m.field, m.value) for m in result.report.missing} == {
+        ("order X, operation s", "Duration on M1", "25 min"), ("order Y, operation s", "Duration on M2", "")}
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def test_v0700_operations_schedule_with_child_segments_pools_and_parameter_durations(tmp_path: Path,

@@ -254,7 +254,8 @@ class Inputs:
     lots: list[LotRec] = field(default_factory=list)
     receipts: list[ReceiptRec] = field(default_factory=list)
     consumed: list[ConsumedRec] = field(default_factory=list)
-    origin_candidates: list[datetime] = field(default_factory=list)  # order and schedule date-times
+    origin_candidates: list[datetime] = field(default_factory=list)  # order date-times
+    schedule_starts: list[datetime] = field(default_factory=list)  # a schedule message's StartTime (its horizon)
     fallback_origins: list[datetime] = field(default_factory=list)  # message creation times
 
     def extend(self, other: Inputs) -> None:
@@ -298,7 +299,13 @@ class _Assembler:
         if self.opts.origin is not None:
             o = self.opts.origin
             return o.replace(tzinfo=UTC) if o.tzinfo is None else o.astimezone(UTC)
-        cands = self.inp.origin_candidates or self.inp.fallback_origins
+        orders = self.inp.origin_candidates
+        starts = self.inp.schedule_starts
+        if starts and (not orders or min(starts) <= min(orders)):
+            return min(starts)  # a schedule's own horizon start (paichan writes its origin there)
+        others = [x for x in [*(r.time for r in self.inp.receipts), *(d.start for d in self.inp.downtimes),
+                              *(lot.available_at for lot in self.inp.lots)] if isinstance(x, datetime)]
+        cands = orders or self.inp.fallback_origins or others
         if not cands:
             return None
         local = min(cands).astimezone(self.tz)
@@ -737,18 +744,17 @@ class _Assembler:
         modes: list[tuple[str, float, RoutingRow | None]] = []
         if machines:
             for m in machines:
+                # master data for this machine (or for the segment on any machine) still gives pools, family, lags
+                row = next((r for r in rows if r.machine == m), None) or next((r for r in rows if not r.machine), None)
                 if seg.duration is not None:
-                    modes.append((m, seg.duration, None))
+                    modes.append((m, seg.duration, row))
                     continue
-                row = next((r for r in rows if r.machine == m and r.duration is not None), None) or next(
-                    (r for r in rows if r.duration is not None and not r.machine), None) or next(
-                    (r for r in rows if r.duration is not None), None)
                 if row is None or row.duration is None:
-                    missing("Duration")
-                    problems.append(f"operation {seg.local_id}: no Duration and no routing master row for product"
-                                    f" '{order.product or '*'}', segment '{seg.key or '*'}'")
+                    missing(f"Duration on {m}")
+                    problems.append(f"operation {seg.local_id}: no Duration, and no routing master row for product"
+                                    f" '{order.product or '*'}', segment '{seg.key or '*'}' gives one for {m}")
                     continue
-                missing("Duration", f"{row.duration:g} min", row.describe())
+                missing(f"Duration on {m}", f"{row.duration:g} min", row.describe())
                 modes.append((m, row.duration, row))
         else:
             mrows = [r for r in rows if r.machine]
@@ -773,6 +779,8 @@ class _Assembler:
         mats: list[MaterialUse] = []
         for mr in seg.materials:
             m = self.materials.get(mr.material)
+            if m is None and self.opts.untracked_materials == "zero":
+                m = self.materials[mr.material] = Material(id=mr.material, unit=mr.unit)
             if m is None:
                 self.untracked[mr.material] += 1
                 continue

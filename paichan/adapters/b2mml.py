@@ -357,7 +357,7 @@ class _FileReader:
         self.text(sched, "ID")
         start = self.dt(sched, "StartTime", problems)
         if start is not None:
-            self.inp.origin_candidates.append(start)
+            self.inp.schedule_starts.append(start)
         if self.version == "0700":
             otype = self.text(sched, "OperationsType")
             if otype and otype != "Production":
