@@ -100,8 +100,7 @@ def test_bad_rows_are_rejected_one_by_one_and_the_good_ones_imported(tmp_path: P
     assert got[("line 3", "order BAD-DATE")] == ("release: 'tomorrow morning' is not an ISO-8601 date-time"
                                                  " (example: 2019-04-24T15:00:00Z)")
     assert "quantity: quantity '1,5' has a comma" in got[("line 4", "order BAD-QTY")]
-    assert got[("line 5", "order NO-ROUTING")] == ("no operations: no SegmentRequirement and no routing for product"
-                                                   " 'WIDGET' in the routing master")
+    assert got[("line 5", "order NO-ROUTING")] == "no operations: no routing for product 'WIDGET' in the routing master"
     assert got[("line 6", "order OK-1")] == "duplicate order id (first at orders.csv line 2)"
     assert got[("line 7", "order BAD-PRIO")] == "priority: 'high' is not a number"
     assert got[("line 8", "orders")] == "required field(s) empty: order"

@@ -690,9 +690,11 @@ class _Assembler:
     def _explode(self, rec: OrderRec, problems: list[str]) -> list[SegmentRec]:
         rows = [r for r in self.inp.routings if r.product == rec.product and r.segment and rec.product]
         if not rows:
-            problems.append("no operations: no SegmentRequirement and no routing for product"
-                            f" '{rec.product}' in the routing master" if rec.product else
-                            "no operations and no product whose routing could supply them")
+            if not rec.product:
+                problems.append("no operations and no product whose routing could supply them")
+            else:
+                problems.append("no operations: " + ("no SegmentRequirement and " if rec.message else "")
+                                + f"no routing for product '{rec.product}' in the routing master")
             return []
         groups: dict[str, list[RoutingRow]] = {}
         for r in sorted(rows, key=lambda r: (r.seq if r.seq is not None else float("inf"))):
