@@ -159,6 +159,37 @@ def test_courbon_stock_respects_lot_status_and_expiry() -> None:
     assert "not counted: expired 2013-12-08" in messages(late.report, "warnings")
 
 
+def test_v0600_material_information_stock_receipts_and_statuses(tmp_path: Path) -> None:
+    def lot(lid: str, status: str, qty: str, unit: str, prop: str = "") -> str:
+        props = (f"<MaterialLotProperty><ID>{prop.split('=')[0]}</ID><Value><ValueString>{prop.split('=')[1]}"
+                 "</ValueString><DataType>dateTime</DataType></Value></MaterialLotProperty>") if prop else ""
+        return (f"<MaterialLot><ID>{lid}</ID><MaterialDefinitionID>RESIN</MaterialDefinitionID><Status>{status}"
+                f"</Status>{props}<StorageLocation>WH1</StorageLocation><Quantity><QuantityString>{qty}"
+                f"</QuantityString><DataType>decimal</DataType><UnitOfMeasure>{unit}</UnitOfMeasure></Quantity>"
+                "</MaterialLot>")
+
+    doc = (f'<SyncMaterialInformation releaseID="6.0" xmlns="{V6}"><ApplicationArea><CreationDateTime>'
+           "2026-11-23T05:00:00Z</CreationDateTime></ApplicationArea><DataArea><Sync/><MaterialInformation>"
+           "<MaterialDefinition><ID>RESIN</ID><Description>Epoxy resin</Description></MaterialDefinition>"
+           + lot("R1", "Released", "10", "kg")
+           + lot("R2", "InTransit", "500", "g", "AvailableDate=2026-11-24T06:00:00+01:00")
+           + lot("R3", "Expected", "4", "kg")
+           + lot("R4", "Quarantine", "7", "kg")
+           + lot("R5", "Released", "9", "kg", "ExpiryDate=2026-11-01T00:00:00Z")
+           + "</MaterialInformation></DataArea></SyncMaterialInformation>")
+    path = write_text(tmp_path / "stock.xml", doc)
+    assert xsd("v0600", "B2MML-V0600-Material.xsd").validate(etree.parse(str(path)))
+    result = import_files([path], ImportOptions(origin=datetime(2026, 11, 23, tzinfo=UTC)))
+    [resin] = result.problem.materials
+    assert (resin.id, resin.name, resin.unit, resin.stock) == ("RESIN", "Epoxy resin", "kg", 10)
+    assert [(r.time, r.quantity, r.source) for r in resin.receipts] == [(1740, 0.5, "lot R2")]  # 05:00Z next day
+    [rej] = result.report.rejected
+    assert (rej.record, rej.message) == ("stock R3", "status 'Expected' means expected, but no available date is given")
+    warnings = messages(result.report, "warnings")
+    assert "stock R4: 7 kg of RESIN not counted: status 'Quarantine' is blocked" in warnings
+    assert "stock R5: 9 kg not counted: expired 2026-11-01T00:00:00+00:00" in warnings
+
+
 def test_courbon_performance_report_missing_release_id_strict_rejects_lenient_accepts() -> None:
     strict = import_files([PES])
     [rej] = strict.report.rejected
