@@ -281,6 +281,8 @@ class ImportResult:
 
 
 class _Assembler:
+    """One assembly: resources, then routing checks, then materials and stock, then orders, then validation."""
+
     def __init__(self, inp: Inputs, opts: ImportOptions, report: ImportReport):
         self.inp, self.opts, self.report = inp, opts, report
         self.tz = parse_tz(opts.timezone)

@@ -82,6 +82,7 @@ def write_b2mml(problem: Problem, schedule: Schedule, version: Literal["0600", "
     units = {m.id: m.unit for m in problem.materials}
     ns = NAMESPACE_OF[version]
     v7 = version == "0700"
+    stamp = iso_utc(created or datetime.now(UTC))
 
     def E(parent: etree._Element, name: str, text: str | None = None, **attrs: str) -> etree._Element:
         el = etree.SubElement(parent, f"{{{ns}}}{name}", **attrs)
@@ -100,13 +101,13 @@ def write_b2mml(problem: Problem, schedule: Schedule, version: Literal["0600", "
     root = etree.Element(f"{{{ns}}}Process{noun}", nsmap={None: ns}, releaseID="7.0" if v7 else "6.0")
     area = E(root, "ApplicationArea")
     E(E(area, "Sender"), "LogicalID", "paichan")
-    E(area, "CreationDateTime", iso_utc(created or datetime.now(UTC)))
+    E(area, "CreationDateTime", stamp)
     data = E(root, "DataArea")
     E(data, "Process")
     sched = E(data, noun)
     E(sched, "ID", problem.name)
     end_all = max(s.end for _, pairs in orders for _, s in pairs)
-    E(sched, "PublishedDate", iso_utc(created or datetime.now(UTC)))
+    E(sched, "PublishedDate", stamp)
     E(sched, "StartTime", iso_utc(clock.origin))
     E(sched, "EndTime", clock.at(end_all))
     if v7:
