@@ -229,3 +229,13 @@ def test_running_operation_resumes_after_a_breakdown() -> None:
     s = by_id(result)
     assert (s["a"].start, s["a"].end) == (10, 70)  # 10 minutes before the breakdown, 20 after it
     assert s["b"].start >= 70
+
+
+def test_one_group_heuristic_picks_a_line_able_to_do_every_step() -> None:
+    # line A is fast on the first step but cannot do the second: the whole order must go to line B
+    a = Operation(id="a", modes=[Mode(resource="A-1", duration=1, group="A"), Mode(resource="B-1", duration=20,
+                                                                                      group="B")])
+    b = Operation(id="b", modes=[Mode(resource="B-2", duration=5, group="B")])
+    p = Problem(resources=machines("A-1", "B-1", "B-2"), orders=[order("O", a, b, one_group=True)])
+    result, kpis = solved(p, use_heuristic=True)
+    assert {s.resource for s in result.schedule.operations} == {"B-1", "B-2"} and kpis.makespan == 25

@@ -105,6 +105,7 @@ def generate(
     setup = [0] * n
     violations: list[str] = []
     order_group: dict[int, str] = {}
+    feasible_groups = _feasible_groups(cp)
 
     def commit(i: int, k: int, s: int, e: int, su: int) -> None:
         c = cp.ops[i]
@@ -143,9 +144,10 @@ def generate(
         t0 = _ready_time(cp, i, end, min_start)
         best: tuple[int, int, int, int] | None = None
         choices: Sequence[int] = [modes[i]] if modes is not None else range(len(c.modes))
-        group = order_group.get(c.order)
-        if group is not None and modes is None:
-            choices = [k for k in choices if c.modes[k].group in (group, None)] or list(choices)
+        if modes is None and cp.order_one_group[c.order]:
+            group = order_group.get(c.order)
+            allowed = {group} if group is not None else feasible_groups[c.order]
+            choices = [k for k in choices if c.modes[k].group is None or c.modes[k].group in allowed] or list(choices)
         for k in choices:
             md = c.modes[k]
             m = cp.machines[md.machine]
@@ -192,6 +194,11 @@ def generate(
             if indeg[j] == 0:
                 heapq.heappush(heap, (_ready_time(cp, j, end, min_start), priority[j], j))
 
+    for o, ids in enumerate(cp.order_ops):
+        if cp.order_one_group[o]:
+            used = {cp.ops[i].modes[mode[i]].group for i in ids} - {None}
+            if len(used) > 1:
+                violations.append(f"order {cp.order_ids[o]} spans groups {sorted(used)}")  # type: ignore[type-var]
     for c in cp.ops:
         if c.fixed:
             continue
@@ -201,6 +208,21 @@ def generate(
         if c.deadline is not None and end[c.idx] > c.deadline:
             violations.append(f"order {cp.order_ids[c.order]} misses its deadline {c.deadline}")
     return Timetable(mode, start, end, setup, not violations, violations)
+
+
+def _feasible_groups(cp: CProblem) -> dict[int, set[str]]:
+    """For one-group orders: the groups that have a mode for every operation."""
+    out: dict[int, set[str]] = {}
+    for o, ids in enumerate(cp.order_ops):
+        if not cp.order_one_group[o]:
+            continue
+        groups: set[str] | None = None
+        for i in ids:
+            g = {md.group for md in cp.ops[i].modes if md.group is not None}
+            if g:
+                groups = g if groups is None else groups & g
+        out[o] = groups or set()
+    return out
 
 
 def _ready_time(cp: CProblem, i: int, end: list[int], min_start: Sequence[int] | None = None) -> int:
