@@ -14,32 +14,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
 from paichan.checker import check
 from paichan.domain import Problem, ProblemError
+from paichan.service.adapters_cli import register as register_adapters
+from paichan.service.common import CliError, load_problem
 from paichan.solver import SolutionEvent, SolveParams, SolveResult, solve
 from paichan.solver.readers import InstanceFormatError, instance_indices, machine_index, read_instance
-
-
-class CliError(Exception):
-    """A user-facing error: printed without a traceback, exit code 2."""
-
-
-def load_problem(path: Path) -> Problem:
-    """Read a problem.json, naming the file and field of any error."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise CliError(f"{path}: cannot read ({e.strerror})") from e
-    try:
-        return Problem.model_validate_json(text)
-    except ValidationError as e:
-        lines = [f"{path}: {len(e.errors())} error(s) in the problem file:"]
-        for err in e.errors()[:50]:
-            loc = ".".join(str(x) for x in err["loc"])
-            lines.append(f"  - {loc}: {err['msg']}")
-        raise CliError("\n".join(lines)) from e
 
 
 def _progress(quiet: bool) -> Any:
@@ -255,9 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("problem")
     c.add_argument("schedule")
     c.set_defaults(func=cmd_check)
-    from paichan.adapters.cli import register  # imported here: it imports CliError from this module
-
-    register(sub)
+    register_adapters(sub)
     return p
 
 

@@ -25,7 +25,7 @@ from paichan.adapters import ExportError, ImportOptions, import_files, schedule_
 from paichan.adapters.values import parse_tz
 from paichan.checker import check
 from paichan.domain import Schedule
-from paichan.service.cli import CliError, load_problem
+from paichan.service.common import CliError, load_problem
 
 
 def _origin(text: str | None) -> datetime | None:
