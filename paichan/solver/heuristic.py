@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import heapq
 from bisect import bisect_right, insort
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from paichan.solver.compiled import CProblem
 from paichan.solver.timing import place
 
 RULES = ("mwkr", "spt", "edd", "wspt", "fifo")
+MAX_REPUSH = 3  # times an operation's heap key is refreshed before it is placed anyway
 
 
 @dataclass(slots=True)
@@ -180,11 +181,13 @@ def generate(
         assert best is not None
         return best
 
+    repushed = [0] * n
     while heap:
         t_key, prio, i = heapq.heappop(heap)
         s, e, su, k = best_placement(i)
-        if heap and s > t_key and (s, prio) > heap[0][:2]:
-            heapq.heappush(heap, (s, prio, i))  # lazily refreshed key
+        if heap and s > t_key and (s, prio) > heap[0][:2] and repushed[i] < MAX_REPUSH:
+            repushed[i] += 1  # lazily refreshed key; capped so that large shops stay O(n log n)
+            heapq.heappush(heap, (s, prio, i))
             continue
         commit(i, k, s, e, su)
         for j in cp.ops[i].succs:
@@ -325,6 +328,7 @@ def generate_repaired(
     return tt
 
 
-def construct(cp: CProblem, rules: Sequence[str] = RULES) -> list[tuple[str, Timetable]]:
-    """Run several dispatching rules; each result is a complete timetable."""
-    return [(rule, generate_repaired(cp, priorities(cp, rule))) for rule in rules]
+def construct(cp: CProblem, rules: Sequence[str] = RULES) -> Iterator[tuple[str, Timetable]]:
+    """Run several dispatching rules, yielding each complete timetable as soon as it exists."""
+    for rule in rules:
+        yield rule, generate_repaired(cp, priorities(cp, rule))
