@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from paichan.bus import Bus
 from paichan.checker import assert_feasible
 from paichan.domain import KPIs, Mode, Operation, Order, Problem, Resource
 from paichan.solver import SolveParams, SolveResult, solve
@@ -41,3 +45,20 @@ def solved(problem: Problem, time_limit: float = 3.0, **kw: object) -> tuple[Sol
 @pytest.fixture
 def instances() -> Path:
     return INSTANCES
+
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def bus() -> Iterator[Bus]:
+    """A bus on the machine's Redis (127.0.0.1:6379) in a fresh namespace, removed afterwards."""
+    try:
+        redis.Redis.from_url(REDIS_URL).ping()
+    except redis.ConnectionError:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    b = Bus(REDIS_URL, f"test:{uuid.uuid4().hex[:10]}")
+    yield b
+    keys = list(b.r.scan_iter(f"{b.ns}:*"))
+    if keys:
+        b.r.delete(*keys)

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import ray
-import redis
+from conftest import REDIS_URL as URL
 
 from paichan.agents.host import HostCore
 from paichan.agents.messages import Award, NewOrder
@@ -22,8 +21,6 @@ from paichan.agents.runtime import Network, agents_schedule, run_agents
 from paichan.agents.scenario import Scenario, ScenarioError, global_problem, load_scenario
 from paichan.bus import Bus, make
 from paichan.checker import check
-
-URL = "redis://127.0.0.1:6379/0"
 
 
 def tiny(orders: int = 6, hosting: str = "per_plant", timeout_s: float = 5.0) -> Scenario:
@@ -53,19 +50,6 @@ def ray_session() -> Iterator[None]:
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield
     ray.shutdown()
-
-
-@pytest.fixture
-def bus() -> Iterator[Bus]:
-    try:
-        redis.Redis.from_url(URL).ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    b = Bus(URL, f"test:{uuid.uuid4().hex[:10]}")
-    yield b
-    keys = list(b.r.scan_iter(f"{b.ns}:*"))
-    if keys:
-        b.r.delete(*keys)
 
 
 def wait(cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]

@@ -11,35 +11,18 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import redis
 from pydantic import BaseModel
 
 from paichan.bus import Bus, Consumer, EmbeddedRedis, Envelope, make, message
 
-URL = "redis://127.0.0.1:6379/0"
+URL = "redis://127.0.0.1:6379/0"  # the bus fixture (conftest.py) uses the same server
 
 
 @message("test.ping")
 class Ping(BaseModel):
     n: int
-
-
-@pytest.fixture
-def bus() -> Iterator[Bus]:
-    try:
-        redis.Redis.from_url(URL).ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    b = Bus(URL, f"test:{uuid.uuid4().hex[:10]}")
-    yield b
-    keys = list(b.r.scan_iter(f"{b.ns}:*"))
-    if keys:
-        b.r.delete(*keys)
 
 
 def ping(n: int, to: str = "agent") -> Envelope:
@@ -153,6 +136,7 @@ COMMIT_CRASHER = textwrap.dedent("""
     pipe.set(bus.state_key("agent"), '{"new": true}')
     bus._queue(pipe, [make(Ping(n=2), "agent", "other", "c")])
     pipe.xack(d.stream, c.group, d.entry_id)
+    print("about to die", flush=True)
     os._exit(1)  # ... but the process dies before EXEC
 """)
 
@@ -163,7 +147,7 @@ def test_crash_before_commit_leaves_no_trace_and_redelivers(bus: Bus) -> None:
     root = Path(__file__).resolve().parent.parent
     proc = subprocess.run([sys.executable, "-c", COMMIT_CRASHER, URL, bus.ns], capture_output=True, text=True,
                           cwd=root, timeout=60)
-    assert proc.returncode == 1, proc.stderr
+    assert proc.returncode == 1 and "about to die" in proc.stdout, proc.stderr
     assert bus.load_state("agent") == {"old": True}
     assert len(bus.journal_entries()) == 1 and bus.r.xlen(bus.inbox("other")) == 0
     again = Consumer(bus, "agent")

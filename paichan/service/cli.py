@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from paichan.checker import check
 from paichan.domain import Problem, ProblemError
 from paichan.service.adapters_cli import register as register_adapters
@@ -142,13 +144,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_schema(args: argparse.Namespace) -> int:
-    text = json.dumps(Problem.model_json_schema(), indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
+def _write_schema(model: type[BaseModel], output: str | None) -> int:
+    text = json.dumps(model.model_json_schema(), indent=2)
+    if output:
+        Path(output).write_text(text + "\n", encoding="utf-8")
     else:
         print(text)
     return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    return _write_schema(Problem, args.output)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -191,12 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_scenario_schema(args: argparse.Namespace) -> int:
     from paichan.agents.scenario import Scenario
 
-    text = json.dumps(Scenario.model_json_schema(), indent=2)
-    if args.output:
-        Path(args.output).write_text(text + "\n", encoding="utf-8")
-    else:
-        print(text)
-    return 0
+    return _write_schema(Scenario, args.output)
 
 
 def build_parser() -> argparse.ArgumentParser:
