@@ -106,3 +106,12 @@ def test_demo_writes_schedule_kpis_and_gantt(tmp_path: Path) -> None:
     assert report.ok and report.kpis is not None
     assert json.loads((tmp_path / "kpis.json").read_text())["makespan"] == report.kpis.makespan
     assert "<svg" in (tmp_path / "gantt.html").read_text()
+
+
+def test_committed_schemas_match_the_models() -> None:
+    """docs/*.schema.json are what the models produce (regenerate with `paichan schema` / `scenario-schema`)."""
+    from paichan.agents.scenario import Scenario
+
+    root = Path(__file__).resolve().parent.parent / "docs"
+    assert json.loads((root / "problem.schema.json").read_text()) == Problem.model_json_schema()
+    assert json.loads((root / "scenario.schema.json").read_text()) == Scenario.model_json_schema()
