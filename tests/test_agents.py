@@ -80,6 +80,30 @@ def test_escalation_places_orders_at_another_plant(ray_session: None, tmp_path: 
     assert lines == {"P1", "P2"}  # some of P1's orders went to P2's faster cutter
 
 
+def test_late_orders_move_to_another_plant_after_a_breakdown(ray_session: None, tmp_path: Path) -> None:
+    """P1's only cutter breaks down after planning: reallocation moves P1's now-late orders to P2."""
+    machines = [{"id": "C", "type": "cut"}, {"id": "F", "type": "fold"}]
+    sc = Scenario.model_validate({
+        "name": "move",
+        "horizon_days": 10,
+        "products": {"box": {"steps": [{"name": "cut", "machine_type": "cut", "minutes_per_unit": 3},
+                                       {"name": "fold", "machine_type": "fold", "minutes_per_unit": 2}]}},
+        "plants": [{"id": p, "lines": [{"id": "L1", "machines": machines}]} for p in ("P1", "P2")],
+        "orders": [{"id": f"O{k}", "product": "box", "quantity": 10, "plant": "P1", "due": 500} for k in range(4)],
+        "disruptions": [{"type": "machine_down", "plant": "P1", "line": "L1", "machine": "C", "start": 0,
+                         "end": 5000}],
+        "negotiation": {"respond_timeout_s": 5, "wave": 4, "replan_time_limit": 1},
+    })
+    kpis = run_agents(sc, tmp_path, progress=lambda _: None, timeout=120)
+    first = kpis["first_schedule"]
+    assert first["feasible"] and first["weighted_tardiness"] == 0 and kpis["escalations"] == 0  # all fit at P1
+    assert kpis["feasible"], kpis["violations"]
+    assert kpis["moves"] >= 1
+    plants = {o["order"]: o["plant"] for o in json.loads((tmp_path / "schedule.json").read_text())["operations"]}
+    assert "P2" in plants.values()
+    assert kpis["weighted_tardiness"] < 4 * 4500  # staying behind the breakdown would make each ~4,500 late
+
+
 def test_duplicates_never_double_book(bus: Bus) -> None:
     sc = tiny(orders=2)
     core = HostCore(sc.model_dump_json(), ["P1", "P1/L1", "P1/L2", "S1"], URL, bus.ns)

@@ -27,6 +27,7 @@ class Agent:
         self.id = agent_id
         self.topics = topics
         self.handled = 0
+        self.dirty = False  # set by tick() when it changed state without sending anything
 
     # to override -----------------------------------------------------------
     def handle(self, env: Envelope, payload: BaseModel, now: float) -> list[Envelope]:

@@ -39,10 +39,12 @@ def agent_factories(sc: Scenario) -> dict[str, Callable[[], Agent]]:
         lines = {f"{p.id}/{ln.id}": {m.type for m in ln.machines} for ln in p.lines}
         out[p.id] = lambda p=p, lines=lines: PlantAgent(
             p.id, lines, [q for q in plants if q != p.id], wave=sc.negotiation.wave,
-            respond_timeout_s=sc.negotiation.respond_timeout_s, escalate=sc.negotiation.escalate)
+            respond_timeout_s=sc.negotiation.respond_timeout_s, escalate=sc.negotiation.escalate,
+            intake_s=sc.negotiation.intake_s)
         for ln in p.lines:
             out[f"{p.id}/{ln.id}"] = lambda p=p, ln=ln: LineAgent(
-                p.id, ln, sc.line_calendar(ln), suppliers, horizon, sc.negotiation.replan_time_limit)
+                p.id, ln, sc.line_calendar(ln), suppliers, horizon, sc.negotiation.replan_time_limit,
+                bid_ttl_s=6 * sc.negotiation.respond_timeout_s)
     for s in sc.suppliers:
         out[s.id] = lambda s=s: SupplierAgent(s, horizon)
     return out
@@ -102,7 +104,8 @@ class HostCore:
         if deliveries:
             self.process_batch(aid, deliveries)
         out = agent.tick(time.time())
-        if out:
+        if out or agent.dirty:
+            agent.dirty = False
             consumer.publish(agent.state(), out)
         return bool(deliveries or out)
 

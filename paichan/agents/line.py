@@ -63,7 +63,7 @@ class LineAgent(Agent):
     kind = "line"
 
     def __init__(self, plant: str, spec: LineSpec, calendar: Calendar, suppliers: dict[str, str], horizon: int,
-                 replan_time_limit: float = 2.0) -> None:
+                 replan_time_limit: float = 2.0, bid_ttl_s: float = 60.0) -> None:
         super().__init__(f"{plant}/{spec.id}")
         self.plant = plant
         self.spec = spec
@@ -71,6 +71,9 @@ class LineAgent(Agent):
         self.suppliers = suppliers  # material -> supplier agent id
         self.horizon = horizon
         self.replan_time_limit = replan_time_limit
+        self.bid_ttl_s = bid_ttl_s  # an unanswered bid's reservation is dropped after this
+        self.replan_debounce_s = 0.3
+        self.replan_at: float | None = None  # a local replan is due at this time (after late material)
         self.types = {m.type for m in spec.machines}
         # order id -> {"spec", "ops": [PlannedOp], "status": tentative|committed, "plant", "conv",
         #              "material_ready", "need": {material: qty}, "dates": {material: date}, "cfp": env id}
@@ -82,13 +85,15 @@ class LineAgent(Agent):
 
     # ----------------------------------------------------------- persistence
     def snapshot(self) -> dict[str, Any]:
-        return {"orders": self.orders, "downtimes": self.downtimes, "now": self.now, "replans": self.replans}
+        return {"orders": self.orders, "downtimes": self.downtimes, "now": self.now, "replans": self.replans,
+                "replan_at": self.replan_at}
 
     def load(self, state: dict[str, Any]) -> None:
         self.orders = state["orders"]
         self.downtimes = state["downtimes"]
         self.now = state["now"]
         self.replans = state["replans"]
+        self.replan_at = state.get("replan_at")
         self._windows = {}
 
     # ------------------------------------------------------------- timelines
@@ -140,7 +145,7 @@ class LineAgent(Agent):
     # ------------------------------------------------------------- messages
     def handle(self, env: Envelope, payload: BaseModel, now: float) -> list[Envelope]:
         if isinstance(payload, CallForProposals):
-            return self._cfp(env, payload)
+            return self._cfp(env, payload, now)
         if isinstance(payload, AtpPromise):
             rec = self.orders.get(payload.order_id)
             if rec is None or rec["status"] != "waiting":
@@ -151,24 +156,26 @@ class LineAgent(Agent):
             return self._award(env, payload)
         if isinstance(payload, Reject):
             rec = self.orders.get(payload.order_id)
-            if rec is not None and rec["status"] != "committed":
+            if rec is not None and rec["status"] != "committed" and rec["conv"] == env.conversation:
                 del self.orders[payload.order_id]
             return []
         if isinstance(payload, AtpConfirm):
-            return self._material_confirmed(payload)
+            return self._material_confirmed(payload, now)
         if isinstance(payload, MachineDown):
             self.downtimes.setdefault(payload.machine, []).append([payload.start, payload.end])
             self._windows = {}
             self.now = max(self.now, payload.start)
+            self.replan_at = None  # this replan covers a pending one
             return self.replan(self.replan_time_limit, reason=f"breakdown of {payload.machine}")
         if isinstance(payload, Revoke):
             self.orders.pop(payload.order_id, None)
             return []
         if isinstance(payload, Replan):
-            return self.replan(payload.time_limit, reason="end of negotiation wave")
+            self.replan_at = None
+            return self.replan(payload.time_limit, reason=payload.reason)
         raise ValueError(f"line cannot handle '{env.type}'")
 
-    def _cfp(self, env: Envelope, cfp: CallForProposals) -> list[Envelope]:
+    def _cfp(self, env: Envelope, cfp: CallForProposals, now: float) -> list[Envelope]:
         spec = cfp.order
         missing = {s.machine_type for s in spec.steps} - self.types
         if missing:
@@ -183,7 +190,7 @@ class LineAgent(Agent):
                 need[st.material] = need.get(st.material, 0) + st.material_per_unit * spec.quantity
         self.orders[spec.id] = {"spec": spec.model_dump(mode="json"), "ops": [], "status": "waiting",
                                 "plant": env.sender, "conv": env.conversation, "cfp": env.id, "need": need,
-                                "dates": {}, "material_ready": 0}
+                                "dates": {}, "material_ready": 0, "expires": now + self.bid_ttl_s}
         if not need:
             return self._bid_if_ready(spec.id)
         return [self.send(AtpRequest(order_id=spec.id, material=m, quantity=q, needed_by=spec.release),
@@ -234,7 +241,7 @@ class LineAgent(Agent):
         return self.send(Confirm(order_id=oid, line=self.id, plant=self.plant, completion=max(o.end for o in ops),
                                  operations=ops), env.sender, env.conversation, env.id)
 
-    def _material_confirmed(self, c: AtpConfirm) -> list[Envelope]:
+    def _material_confirmed(self, c: AtpConfirm, now: float) -> list[Envelope]:
         rec = self.orders.get(c.order_id)
         if rec is None or rec["status"] != "committed":
             return []
@@ -243,6 +250,8 @@ class LineAgent(Agent):
             return []
         spec = OrderSpec.model_validate(rec["spec"])
         rec["ops"] = [op.model_dump() for op in self.insert(spec, rec["material_ready"], skip=c.order_id)]
+        # a supply delay usually hits several orders: re-optimise once, shortly after the last notice
+        self.replan_at = now + self.replan_debounce_s
         return [self._update(c.order_id, f"material {c.material} from {c.supplier} late until {c.date}")]
 
     def _update(self, oid: str, reason: str) -> Envelope:
@@ -251,6 +260,19 @@ class LineAgent(Agent):
         return self.send(ScheduleUpdate(order_id=oid, line=self.id, plant=self.plant,
                                         completion=max(o.end for o in ops), operations=ops, reason=reason),
                          rec["plant"], rec["conv"])
+
+    def tick(self, now: float) -> list[Envelope]:
+        """Drop reservations of bids nobody awarded or rejected in time (a lost or late answer)."""
+        stale = [oid for oid, rec in self.orders.items()
+                 if rec["status"] in ("waiting", "tentative") and rec.get("expires", now) < now]
+        for oid in stale:
+            del self.orders[oid]
+        self.dirty |= bool(stale)
+        if self.replan_at is not None and now >= self.replan_at:
+            self.replan_at = None
+            self.dirty = True
+            return self.replan(self.replan_time_limit, reason="material came late")
+        return []
 
     # ---------------------------------------------------------------- replan
     def local_problem(self) -> tuple[Problem, Schedule]:

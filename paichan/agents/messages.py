@@ -193,9 +193,10 @@ class SupplierDelay(_P):
 
 @message("control.replan")
 class Replan(_P):
-    """Ask a line to re-optimise its local schedule now (end of a negotiation wave)."""
+    """Ask a line to re-optimise its local schedule now (end of a negotiation wave, after moves)."""
 
     time_limit: float = 2.0
+    reason: str = "planner request"
 
 
 @message("revoke")

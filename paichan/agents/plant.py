@@ -1,6 +1,9 @@
 """PlantAgent: owns orders, runs the contract net over its lines, escalates to other plants.
 
-For each order (earliest due first, at most ``wave`` calls open at once) the
+New orders are collected for ``intake_s`` (the intake window restarts with
+every arrival) and then called earliest due first, so the order in which the
+ERP happens to send them does not decide who gets scarce capacity and material.
+For each order (at most ``wave`` calls open at once) the
 plant sends a call for proposals to every line able to make the product, waits
 for bids until all have answered or the deadline passes, and awards the
 cheapest bid (weighted tardiness, then completion). If no own line can meet the
@@ -45,13 +48,15 @@ class PlantAgent(Agent):
     kind = "plant"
 
     def __init__(self, plant_id: str, lines: dict[str, set[str]], other_plants: list[str], wave: int = 20,
-                 respond_timeout_s: float = 5.0, escalate: bool = True) -> None:
+                 respond_timeout_s: float = 5.0, escalate: bool = True, intake_s: float = 0.5) -> None:
         super().__init__(plant_id)
         self.lines = {k: sorted(v) for k, v in lines.items()}  # line id -> machine types
         self.others = other_plants
         self.wave = wave
         self.timeout = respond_timeout_s
         self.escalate = escalate
+        self.intake_s = intake_s
+        self.intake_until: float | None = None  # calls wait until the intake window closes
         self.orders: dict[str, dict[str, Any]] = {}  # own orders
         self.calls: dict[str, dict[str, Any]] = {}  # open calls (own or on behalf of another plant)
         self.queue: list[str] = []
@@ -60,12 +65,13 @@ class PlantAgent(Agent):
 
     def snapshot(self) -> dict[str, Any]:
         return {"orders": self.orders, "calls": self.calls, "queue": self.queue, "events": self.events,
-                "moves": self.moves}
+                "moves": self.moves, "intake_until": self.intake_until}
 
     def load(self, state: dict[str, Any]) -> None:
         self.orders, self.calls, self.queue, self.events = (state["orders"], state["calls"], state["queue"],
                                                             state["events"])
         self.moves = [tuple(m) for m in state["moves"]]  # type: ignore[misc]
+        self.intake_until = state.get("intake_until")
 
     # ------------------------------------------------------------------ calls
     def _capable(self, spec: OrderSpec) -> list[str]:
@@ -77,6 +83,8 @@ class PlantAgent(Agent):
 
     def _pump(self, now: float) -> list[Envelope]:
         out: list[Envelope] = []
+        if self.intake_until is not None and now < self.intake_until:
+            return out
         while self.queue and self._open_own() < self.wave:
             oid = self.queue.pop(0)
             out += self._call(OrderSpec.model_validate(self.orders[oid]["spec"]), self.orders[oid]["round"], None,
@@ -114,37 +122,25 @@ class PlantAgent(Agent):
         best = bids[0] if bids else None
         call["best"] = best
         out = [self.send(Reject(order_id=oid, round=call["round"]), b["line"], call["conv"]) for b in bids[1:]]
-        if call.get("move_from") is not None:  # reallocation: move only if strictly better
-            return out + self._decide_move(oid, best, now)
         if call["for"] is not None:  # on behalf of another plant: offer our best, keep its reservation
             offer = Offer(order_id=oid, plant=self.id, bid=Bid.model_validate(best) if best else None,
                           round=call["round"])
             call["deadline"] = None
             return [*out, self.send(offer, call["for"], call["conv"])]
-        if self.escalate and self.others and (best is None or best["tardiness"] > 0) and call["escalation"] is None:
+        move = call.get("move_from")
+        if move is not None:  # reallocation: ask other plants only if no own line does strictly better
+            worth = best is None or best["cost"] >= move["cost"] - 1e-6
+        else:  # a new call: ask other plants when no own line meets the due date
+            worth = best is None or best["tardiness"] > 0
+        if self.escalate and self.others and worth and call["escalation"] is None:
             spec = OrderSpec.model_validate(call["spec"])
             call["escalation"] = {"expected": list(self.others), "offers": {}, "deadline": now + 2 * self.timeout}
-            self.orders[oid]["status"] = "escalating"
-            self._log(oid, "escalate", {"best_own_cost": best["cost"] if best else None})
+            if move is None:
+                self.orders[oid]["status"] = "escalating"
+            self._log(oid, "escalate", {"best_own_cost": best["cost"] if best else None, "move": move is not None})
             return [*out, *(self.send(Escalate(order=spec, round=call["round"]), p, call["conv"])
                             for p in self.others)]
         return out + self._award_best(oid, now)
-
-    def _decide_move(self, oid: str, best: dict[str, Any] | None, now: float) -> list[Envelope]:
-        call = self.calls[oid]
-        current = call["move_from"]
-        if best is None or best["cost"] >= current["cost"] - 1e-6:
-            out = [self.send(Reject(order_id=oid, round=call["round"]), best["line"], call["conv"])] if best else []
-            self.orders[oid]["status"] = "confirmed"
-            del self.calls[oid]
-            return out + self._pump(now)
-        self._log(oid, "move", {"from": current["line"], "to": best["line"], "cost_before": current["cost"],
-                                "cost_after": best["cost"]})
-        self.orders[oid]["status"] = "awarded"
-        call["awarded"] = {"plant": best["plant"], "line": best["line"], "via": "move"}
-        call["deadline"] = now + 4 * self.timeout
-        return [self.send(Revoke(order_id=oid), current["line"], call["conv"]),
-                self.send(Award(order_id=oid, line=best["line"], round=call["round"]), best["line"], call["conv"])]
 
     def _improve(self, limit: int, now: float) -> list[Envelope]:
         """Re-call late orders placed on our own lines, worst weighted tardiness first."""
@@ -169,6 +165,7 @@ class PlantAgent(Agent):
         esc = call["escalation"]
         if esc is not None:
             cands += [(p, b) for p, b in esc["offers"].items() if b is not None]
+            esc["decided"] = True
         out: list[Envelope] = []
         if not cands:
             self.orders[oid]["status"] = "failed"
@@ -176,7 +173,19 @@ class PlantAgent(Agent):
             del self.calls[oid]
             return out + self._pump(now)
         where, best = min(cands, key=lambda c: _rank(c[1]))
+        move = call.get("move_from")
+        if move is not None and best["cost"] >= move["cost"] - 1e-6:  # no strictly better place: stay
+            out += [self.send(Reject(order_id=oid, round=call["round"]), b["line"] if w == "own" else w, call["conv"])
+                    for w, b in cands]
+            self.orders[oid]["status"] = "confirmed"
+            del self.calls[oid]
+            return out + self._pump(now)
+        if move is not None:
+            self._log(oid, "move", {"from": move["line"], "to": best["line"], "cost_before": move["cost"],
+                                    "cost_after": best["cost"]})
+            out.append(self.send(Revoke(order_id=oid), move["line"], call["conv"]))
         self._log(oid, "award", {"line": best["line"], "plant": best["plant"], "via": where,
+                                 "move": move is not None,
                                  "completion": best["completion"], "cost": best["cost"], "candidates": len(cands)})
         if esc is not None:
             for p, b in esc["offers"].items():
@@ -218,6 +227,7 @@ class PlantAgent(Agent):
                                     "placed": None}
             self.queue.append(spec.id)
             self.queue.sort(key=lambda o: (self.orders[o]["spec"]["due"], o))
+            self.intake_until = now + self.intake_s
             return self._pump(now)
         oid = getattr(payload, "order_id", None) or getattr(getattr(payload, "order", None), "id", None)
         call = self.calls.get(oid) if oid else None
@@ -225,17 +235,24 @@ class PlantAgent(Agent):
             if call is None or env.conversation != call["conv"]:
                 if isinstance(payload, Refuse) and oid in self.orders and self.orders[oid]["status"] == "awarded":
                     return self._rerun(oid, now, f"award refused by {payload.line}: {payload.reason}")
+                if isinstance(payload, Bid):  # too late for its call: free the line's reservation
+                    return [self.send(Reject(order_id=payload.order_id), payload.line, env.conversation)]
                 return []
             if isinstance(payload, Refuse):
                 if call.get("awarded"):
                     return self._rerun(oid, now, f"award refused by {payload.line}: {payload.reason}")
                 call["refused"][payload.line] = payload.reason
+            elif call["best"] is not None or payload.line in call["refused"]:  # decided without it (deadline)
+                return [self.send(Reject(order_id=payload.order_id, round=call["round"]), payload.line, call["conv"])]
             else:
                 call["bids"][payload.line] = payload.model_dump()
             return self._decide(oid, now) if self._answered(call) and call["best"] is None else []
         if isinstance(payload, Offer):
-            if call is None or call["escalation"] is None or env.conversation != call["conv"]:
-                return []
+            late = (call is None or call["escalation"] is None or env.conversation != call["conv"]
+                    or call.get("awarded") is not None or call["escalation"].get("decided"))
+            if late:  # the call was decided without this offer: release what the offering plant holds
+                return [self.send(Reject(order_id=payload.order_id, round=payload.round), env.sender,
+                                  env.conversation)] if payload.bid is not None else []
             esc = call["escalation"]
             esc["offers"][payload.plant] = payload.bid.model_dump() if payload.bid else None
             if len(esc["offers"]) >= len(esc["expected"]):
@@ -253,7 +270,7 @@ class PlantAgent(Agent):
             return [self.send(Award(order_id=payload.order_id, line=call["best"]["line"], round=call["round"]),
                               call["best"]["line"], call["conv"])]
         if isinstance(payload, Reject):  # another plant chose someone else
-            if call is not None and call["for"] == env.sender:
+            if call is not None and call["for"] == env.sender and env.conversation == call["conv"]:
                 out = ([self.send(Reject(order_id=payload.order_id, round=call["round"]), call["best"]["line"],
                                   call["conv"])] if call["best"] else [])
                 del self.calls[payload.order_id]
@@ -300,6 +317,9 @@ class PlantAgent(Agent):
 
     def tick(self, now: float) -> list[Envelope]:
         out: list[Envelope] = []
+        if self.intake_until is not None and now >= self.intake_until:
+            self.intake_until = None
+            out += self._pump(now)
         for oid, call in list(self.calls.items()):
             if call.get("awarded"):
                 if call["deadline"] is not None and now > call["deadline"] and call["for"] is None:
@@ -317,4 +337,5 @@ class PlantAgent(Agent):
 
     # ----------------------------------------------------------------- status
     def done(self) -> bool:
-        return not self.queue and not self.moves and not any(c["for"] is None for c in self.calls.values())
+        own_calls = any(c["for"] is None for c in self.calls.values())
+        return self.intake_until is None and not self.queue and not self.moves and not own_calls

@@ -79,7 +79,8 @@ class Network:
 
     # ------------------------------------------------------------------ state
     def plant_states(self) -> dict[str, dict[str, Any]]:
-        return {p.id: (self.bus.load_state(p.id) or {"agent": {"orders": {}}})["agent"] for p in self.sc.plants}
+        empty = {"agent": {"orders": {}, "events": []}}
+        return {p.id: (self.bus.load_state(p.id) or empty)["agent"] for p in self.sc.plants}
 
     def line_states(self) -> dict[str, dict[str, Any]]:
         out = {}
@@ -137,29 +138,64 @@ class Network:
         self.bus.send(*[make(NewOrder(order=o), "erp", o.plant, f"order:{o.id}") for o in self.orders])
         self.progress(f"fed {len(self.orders)} orders ({sum(len(o.steps) for o in self.orders)} operations)")
 
-    def replan_lines(self) -> None:
-        lines = [f"{p.id}/{ln.id}" for p in self.sc.plants for ln in p.lines]
-        limit = self.sc.negotiation.replan_time_limit
-        self.bus.send(*[make(Replan(time_limit=limit), "planner", line, "replan") for line in lines])
+    def first_schedule(self, t0: float) -> dict[str, Any]:
+        """Check what the negotiation agreed on, before any replan or disruption: is it feasible, how good.
 
-    def replan_and_wait(self, timeout: float) -> None:
-        """Every line re-optimises its committed work; wait until all have."""
+        ``time_s`` is when the agents had agreed (from ``t0``), ``verified_s`` when the checker had passed it."""
+        elapsed = time.monotonic() - t0
+        problem = global_problem(self.sc.model_copy(update={"disruptions": []}), {})  # none has happened yet
+        schedule = agents_schedule(self.sc, problem, self.line_states())
+        report = check(problem, schedule)
+        scheduled = {s.order for s in schedule.operations}
+        out = {"time_s": round(elapsed, 2), "feasible": report.ok and all(o.id in scheduled for o in problem.orders),
+               "violations": len(report.violations), "verified_s": round(time.monotonic() - t0, 2)}
+        if report.kpis is not None:
+            out.update(weighted_tardiness=report.kpis.weighted_tardiness, makespan=report.kpis.makespan,
+                       late_orders=report.kpis.late_orders)
+        self.progress(f"negotiated schedule after {elapsed:.1f} s: feasible={out['feasible']} "
+                      f"weighted_tardiness={out.get('weighted_tardiness')} makespan={out.get('makespan')}")
+        return out
+
+    def all_lines(self) -> list[str]:
+        return [f"{p.id}/{ln.id}" for p in self.sc.plants for ln in p.lines]
+
+    def replan_and_wait(self, timeout: float, lines: list[str] | None = None, reason: str = "planner request") -> None:
+        """The given lines (default: all) re-optimise their committed work; wait until they have."""
+        lines = self.all_lines() if lines is None else lines
         before = {k: v.get("replans", 0) for k, v in self.line_states().items()}
-        self.replan_lines()
+        limit = self.sc.negotiation.replan_time_limit
+        self.bus.send(*[make(Replan(time_limit=limit, reason=reason), "planner", line, "replan") for line in lines])
         self.wait_quiet(timeout, "local replanning", lambda: all(
-            v.get("replans", 0) > before[k] or not v["orders"] for k, v in self.line_states().items()))
+            v.get("replans", 0) > before[k] or not v["orders"] for k, v in self.line_states().items() if k in lines))
 
-    def improve(self, timeout: float) -> int:
-        """Plants re-call their late orders; returns how many moved."""
-        moves = lambda: sum(1 for st in self.plant_states().values() for e in st["events"]  # noqa: E731
-                            if e["event"] == "move")
-        before = moves()
+    def moves(self) -> list[dict[str, Any]]:
+        return [e for st in self.plant_states().values() for e in st["events"] if e["event"] == "move"]
+
+    def improve(self, timeout: float) -> set[str]:
+        """Plants re-call their late orders; returns the lines that lost or gained an order."""
+        before = len(self.moves())
         self.bus.send(*[make(Improve(), "planner", p.id, "improve") for p in self.sc.plants])
         time.sleep(0.2)
         self.wait_quiet(timeout, "reallocating late orders", self.negotiation_done)
-        moved = moves() - before
-        self.progress(f"reallocation moved {moved} order(s)")
-        return moved
+        moved = self.moves()[before:]
+        self.progress(f"reallocation moved {len(moved)} order(s)")
+        return {e["from"] for e in moved} | {e["to"] for e in moved}
+
+    def settle(self, timeout: float, replan_all: bool) -> None:
+        """(All lines re-optimise, then) plants reallocate late orders and the lines concerned re-optimise,
+        until nothing moves or the rounds run out."""
+        if replan_all:
+            self.replan_and_wait(timeout, reason="end of negotiation")
+        for _ in range(self.sc.negotiation.improve_rounds):
+            touched = self.improve(timeout)
+            if not touched:
+                break
+            self.replan_and_wait(timeout, sorted(touched), reason="orders moved between lines")
+
+    def absorb(self, timeout: float) -> None:
+        """Wait until the disruptions are handled, including the replans lines schedule themselves."""
+        self.wait_quiet(timeout, "absorbing disruptions",
+                        lambda: all(v.get("replan_at") is None for v in self.line_states().values()))
 
     def disrupt(self) -> dict[str, int]:
         delays: dict[str, int] = {}
@@ -255,16 +291,12 @@ def run_agents(sc: Scenario, out: Path, progress: Progress = _stderr, timeout: f
         net.feed_orders()
         settled = net.wait_quiet(timeout, "negotiating", net.negotiation_done)
         t_neg = time.monotonic() - t0
-        net.replan_and_wait(timeout)
-        if sc.negotiation.improve_rounds:
-            for _ in range(sc.negotiation.improve_rounds):
-                moved = net.improve(timeout)
-                net.replan_and_wait(timeout)
-                if moved == 0:
-                    break
+        first = net.first_schedule(t0)
+        net.settle(timeout, replan_all=True)
         delays = net.disrupt()
         if sc.disruptions:
-            net.wait_quiet(timeout, "absorbing disruptions")
+            net.absorb(timeout)
+            net.settle(timeout, replan_all=False)
         wall = time.monotonic() - t0
         problem = global_problem(sc, delays)
         schedule = agents_schedule(sc, problem, net.line_states())
@@ -274,10 +306,12 @@ def run_agents(sc: Scenario, out: Path, progress: Progress = _stderr, timeout: f
             "mode": "agents",
             "wall_time_s": round(wall, 2),
             "negotiation_time_s": round(t_neg, 2),
+            "first_schedule": first,
             "settled": settled,
             "messages": len(journal),
             "dead_letters": len(net.bus.dead_letters()),
-            "escalations": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "escalate"),
+            "escalations": sum(1 for st in plants.values() for e in st["events"]
+                               if e["event"] == "escalate" and not e.get("move")),
             "reruns": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "rerun"),
             "moves": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "move"),
             "failed_orders": [o for st in plants.values() for o, r in st["orders"].items() if r["status"] == "failed"],

@@ -131,6 +131,8 @@ class Disruption(_S):
 class Negotiation(_S):
     respond_timeout_s: float = Field(default=5.0, gt=0)
     wave: int = Field(default=20, gt=0)  # open calls for proposals per plant at once
+    # a plant collects incoming orders this long before calling, so it calls them earliest due first
+    intake_s: float = Field(default=0.5, ge=0)
     escalate: bool = True
     replan_time_limit: float = Field(default=2.0, gt=0)
     improve_rounds: int = Field(default=2, ge=0)  # reallocation rounds for late orders
@@ -258,11 +260,16 @@ def global_problem(sc: Scenario, delays: dict[str, int] | None = None) -> Proble
             materials.append(Material(id=m.id, stock=m.stock, receipts=[
                 Receipt(time=t + shift, quantity=q) for t, q in supplier_receipts(m, horizon)]))
     orders = []
+    modes_of: dict[tuple[str, int, int], list[Mode]] = {}
     for spec in sc.order_specs():
         ops = []
         for k, step in enumerate(spec.steps):
-            modes = [Mode(resource=mid, duration=step_minutes(step, spec.quantity, speed), group=group)
-                     for mid, group, speed in by_type.get(step.machine_type, [])]
+            # a large network has ~100 modes per operation, the same for every order of a product and quantity
+            key = (spec.product, k, spec.quantity)
+            if key not in modes_of:
+                modes_of[key] = [Mode(resource=mid, duration=step_minutes(step, spec.quantity, speed), group=group)
+                                 for mid, group, speed in by_type.get(step.machine_type, [])]
+            modes = list(modes_of[key])
             uses = ([MaterialUse(material=step.material, quantity=step.material_per_unit * spec.quantity)]
                     if step.material and step.material_per_unit > 0 else [])
             ops.append(Operation(id=f"{spec.id}/{k}", name=step.name, modes=modes, materials=uses,

@@ -1,0 +1,123 @@
+"""The negotiation protocol as state machines: message in, messages out.
+
+These drive PlantAgent and LineAgent directly (no bus, no Ray) to pin down
+rules that are hard to provoke on a live network: the intake window, late
+offers and bids after a deadline, stale rejects, and bids nobody answers.
+The same agents run over real Redis and Ray in test_agents.py.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from paichan.agents.line import LineAgent
+from paichan.agents.messages import Award, Bid, CallForProposals, NewOrder, Offer, OrderSpec, Reject, Step
+from paichan.agents.plant import PlantAgent
+from paichan.agents.scenario import LineSpec
+from paichan.bus.envelope import Envelope, make
+from paichan.domain import Calendar
+
+STEPS = [Step(name="cut", machine_type="cut", minutes_per_unit=3)]
+
+
+def order(oid: str, due: int, plant: str = "P1") -> OrderSpec:
+    return OrderSpec(id=oid, product="box", quantity=5, release=0, due=due, priority=1, plant=plant, steps=STEPS)
+
+
+def env(payload: BaseModel, sender: str, to: str, conv: str) -> Envelope:
+    return make(payload, sender=sender, recipient=to, conversation=conv)
+
+
+def _type(kind: type[BaseModel]) -> str:
+    return str(kind.message_type)  # type: ignore[attr-defined]
+
+
+def bid(oid: str, line: str, plant: str, completion: int, due: int) -> Bid:
+    t = max(0, completion - due)
+    return Bid(order_id=oid, line=line, plant=plant, completion=completion, tardiness=t, cost=t + 0.001 * completion,
+               disturbance=0, material_ready=0)
+
+
+def test_plant_collects_orders_then_calls_earliest_due_first() -> None:
+    plant = PlantAgent("P1", {"P1/L1": {"cut"}}, [], wave=1, intake_s=0.5)
+    out = []
+    for k, due in enumerate([900, 300, 600]):  # the ERP sends them in no useful order
+        out += plant.handle(env(NewOrder(order=order(f"O{k}", due)), "erp", "P1", f"order:O{k}"),
+                            NewOrder(order=order(f"O{k}", due)), now=100.0 + 0.1 * k)
+    assert out == [] and plant.tick(100.5) == []  # the window restarts with every arrival
+    calls = plant.tick(100.8)
+    assert [c.payload["order"]["id"] for c in calls] == ["O1"]  # due 300 first, one at a time (wave=1)
+    assert not plant.done()
+
+
+def _escalated_plant() -> tuple[PlantAgent, str]:
+    """P1 has called O1 on its line, got a late bid and escalated to P2 and P3."""
+    plant = PlantAgent("P1", {"P1/L1": {"cut"}}, ["P2", "P3"], wave=5, respond_timeout_s=5, intake_s=0)
+    spec = order("O1", due=100)
+    plant.handle(env(NewOrder(order=spec), "erp", "P1", "order:O1"), NewOrder(order=spec), now=0.0)
+    plant.tick(0.0)
+    conv = plant.calls["O1"]["conv"]
+    late = bid("O1", "P1/L1", "P1", completion=400, due=100)
+    out = plant.handle(env(late, "P1/L1", "P1", conv), late, now=1.0)
+    assert {e.recipient for e in out} == {"P2", "P3"} and plant.orders["O1"]["status"] == "escalating"
+    return plant, conv
+
+
+def test_offer_after_the_escalation_deadline_is_rejected_not_awarded() -> None:
+    plant, conv = _escalated_plant()
+    p2 = Offer(order_id="O1", plant="P2", bid=bid("O1", "P2/L1", "P2", completion=300, due=100))
+    assert plant.handle(env(p2, "P2", "P1", conv), p2, now=2.0) == []  # P3 has not answered yet
+    out = plant.tick(100.0)  # P3 never answers in time: award the best so far (P2's offer)
+    awards = [e for e in out if e.type == _type(Award)]
+    assert [(e.recipient, e.payload["line"]) for e in awards] == [("P2", "P2/L1")]
+    assert [e.recipient for e in out if e.type == _type(Reject)] == ["P1/L1"]
+    # P3's offer arrives now, better than the winner: it is too late and must only be released
+    p3 = Offer(order_id="O1", plant="P3", bid=bid("O1", "P3/L1", "P3", completion=150, due=100))
+    out = plant.handle(env(p3, "P3", "P1", conv), p3, now=101.0)
+    assert [(e.type, e.recipient) for e in out] == [(_type(Reject), "P3")]
+
+
+def test_bid_after_the_call_deadline_is_released() -> None:
+    plant = PlantAgent("P1", {"P1/L1": {"cut"}, "P1/L2": {"cut"}}, [], wave=5, respond_timeout_s=5, intake_s=0)
+    spec = order("O1", due=1000)
+    plant.handle(env(NewOrder(order=spec), "erp", "P1", "order:O1"), NewOrder(order=spec), now=0.0)
+    plant.tick(0.0)
+    conv = plant.calls["O1"]["conv"]
+    b1 = bid("O1", "P1/L1", "P1", completion=500, due=1000)
+    plant.handle(env(b1, "P1/L1", "P1", conv), b1, now=1.0)
+    out = plant.tick(10.0)  # L2 silent past the deadline: award L1
+    assert [(e.type, e.recipient) for e in out] == [(_type(Award), "P1/L1")]
+    b2 = bid("O1", "P1/L2", "P1", completion=400, due=1000)
+    out = plant.handle(env(b2, "P1/L2", "P1", conv), b2, now=11.0)
+    assert [(e.type, e.recipient) for e in out] == [(_type(Reject), "P1/L2")]
+    assert plant.calls["O1"]["awarded"]["line"] == "P1/L1"
+
+
+def _line() -> LineAgent:
+    spec = LineSpec(id="L1", machines=[{"id": "C", "type": "cut"}])
+    return LineAgent("P1", spec, Calendar(), suppliers={}, horizon=10_000, bid_ttl_s=30)
+
+
+def test_line_keeps_its_bid_when_a_reject_is_for_another_round() -> None:
+    line = _line()
+    cfp = CallForProposals(order=order("O1", due=1000), round=1, origin_plant="P1")
+    out = line.handle(env(cfp, "P1", "P1/L1", "O1:1"), cfp, now=0.0)
+    assert [e.type for e in out] == [_type(Bid)] and line.orders["O1"]["status"] == "tentative"
+    line.handle(env(Reject(order_id="O1", round=0), "P1", "P1/L1", "O1:0"), Reject(order_id="O1", round=0), now=1.0)
+    assert "O1" in line.orders  # a reject of round 0 does not cancel the bid of round 1
+    line.handle(env(Reject(order_id="O1", round=1), "P1", "P1/L1", "O1:1"), Reject(order_id="O1", round=1), now=2.0)
+    assert "O1" not in line.orders
+
+
+def test_line_drops_a_bid_nobody_answers() -> None:
+    line = _line()
+    cfp = CallForProposals(order=order("O1", due=1000), round=0, origin_plant="P1")
+    line.handle(env(cfp, "P1", "P1/L1", "O1:0"), cfp, now=0.0)
+    cfp2 = CallForProposals(order=order("O2", due=1000), round=0, origin_plant="P1")
+    first = line.handle(env(cfp2, "P1", "P1/L1", "O2:0"), cfp2, now=0.0)[0].payload["completion"]
+    line.tick(29.0)
+    assert set(line.orders) == {"O1", "O2"} and not line.dirty
+    line.tick(31.0)
+    assert line.orders == {} and line.dirty  # the host must persist the drop
+    again = line.handle(env(cfp2, "P1", "P1/L1", "O2:1"), cfp2, now=32.0)[0].payload["completion"]
+    assert again < first  # O1's capacity is free again
