@@ -15,6 +15,7 @@ import pytest
 import ray
 from conftest import REDIS_URL as URL
 
+from paichan.agents.explain import load_journal, order_story, summary
 from paichan.agents.host import HostCore
 from paichan.agents.messages import Award, NewOrder
 from paichan.agents.runtime import Network, agents_schedule, run_agents
@@ -69,6 +70,13 @@ def test_negotiation_end_to_end(ray_session: None, tmp_path: Path) -> None:
     sched = json.loads((tmp_path / "schedule.json").read_text())
     assert len(sched["operations"]) == 12 and {"order", "operation", "plant", "line", "machine", "start", "end"} == set(
         sched["operations"][0])
+    # the journal alone explains where every order went
+    journal = load_journal(tmp_path)
+    placed = {o["order"]: f"{o['plant']}/{o['line']}" for o in sched["operations"]}
+    assert {r["order"]: r["line"] for r in summary(journal)} == placed
+    oid = sorted(placed)[0]
+    story = order_story(journal, oid)
+    assert any(f"awards to {placed[oid]} (lowest cost" in line for line in story), story
 
 
 def test_escalation_places_orders_at_another_plant(ray_session: None, tmp_path: Path) -> None:

@@ -8,8 +8,12 @@ The same agents run over real Redis and Ray in test_agents.py.
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from pydantic import BaseModel
 
+from paichan.agents.explain import JournalError, load_journal
 from paichan.agents.line import LineAgent
 from paichan.agents.messages import Award, Bid, CallForProposals, NewOrder, Offer, OrderSpec, Reject, Step
 from paichan.agents.plant import PlantAgent
@@ -121,3 +125,10 @@ def test_line_drops_a_bid_nobody_answers() -> None:
     assert line.orders == {} and line.dirty  # the host must persist the drop
     again = line.handle(env(cfp2, "P1", "P1/L1", "O2:1"), cfp2, now=32.0)[0].payload["completion"]
     assert again < first  # O1's capacity is free again
+
+
+def test_a_broken_journal_line_is_named(tmp_path: Path) -> None:
+    good = env(NewOrder(order=order("O1", 10)), "erp", "P1", "order:O1").model_dump_json()
+    (tmp_path / "negotiations.jsonl").write_text(good + "\n{not json\n")
+    with pytest.raises(JournalError, match=r"negotiations.jsonl:2: not JSON"):
+        load_journal(tmp_path)

@@ -194,6 +194,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0 if kpis["feasible"] else 1
 
 
+def cmd_explain(args: argparse.Namespace) -> int:
+    from paichan.agents.explain import JournalError, load_journal, order_story, summary
+
+    try:
+        entries = load_journal(args.run)
+    except JournalError as e:
+        raise CliError(str(e)) from e
+    if args.order:
+        try:
+            print("\n".join(order_story(entries, args.order)))
+        except KeyError as e:
+            raise CliError(str(e.args[0])) from e
+        return 0
+    rows = sorted(summary(entries), key=lambda r: (-(r["tardiness"] or 0) * r["priority"], r["order"]))
+    print(f"{'order':10} {'plant':6} {'line':10} {'due':>7} {'done':>7} {'late':>6} {'prio':>4} {'rounds':>6} "
+          f"{'bids':>4} {'esc':>3} {'moves':>5} {'upd':>3}")
+    for r in rows:
+        print(f"{r['order']:10} {r['plant']:6} {r['line'] or '-':10} {r['due']:>7} {r['completion'] or '-':>7} "
+              f"{r['tardiness'] if r['tardiness'] is not None else '-':>6} {r['priority']:>4} {r['rounds']:>6} "
+              f"{r['bids']:>4} {'yes' if r['escalated'] else '':>3} {r['moves']:>5} {r['updates']:>3}")
+    return 0
+
+
 def cmd_scenario_schema(args: argparse.Namespace) -> int:
     from paichan.agents.scenario import Scenario
 
@@ -229,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--time-limit", type=float, default=60.0, help="centralised solve time (s)")
     r.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for the agents after this (s)")
     r.set_defaults(func=cmd_run)
+    x = sub.add_parser("explain", help="explain a run from its negotiations.jsonl: every order, or one in detail")
+    x.add_argument("run", help="run directory (or its negotiations.jsonl)")
+    x.add_argument("--order", help="tell this order's negotiation round by round")
+    x.set_defaults(func=cmd_explain)
     ss = sub.add_parser("scenario-schema", help="print the JSON Schema of scenario files")
     ss.add_argument("--output")
     ss.set_defaults(func=cmd_scenario_schema)
