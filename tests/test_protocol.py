@@ -8,6 +8,7 @@ The same agents run over real Redis and Ray in test_agents.py.
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -132,3 +133,23 @@ def test_a_broken_journal_line_is_named(tmp_path: Path) -> None:
     (tmp_path / "negotiations.jsonl").write_text(good + "\n{not json\n")
     with pytest.raises(JournalError, match=r"negotiations.jsonl:2: not JSON"):
         load_journal(tmp_path)
+
+
+def test_late_gap_insertion_becomes_a_cpsat_bid_that_displaces_committed_work() -> None:
+    line = _line()
+    big = OrderSpec(id="A", product="box", quantity=100, release=0, due=10_000, priority=1, plant="P1", steps=STEPS)
+    cfp = CallForProposals(order=big, round=0, origin_plant="P1")
+    line.handle(env(cfp, "P1", "P1/L1", "A:0"), cfp, now=0.0)
+    line.handle(env(Award(order_id="A", line="P1/L1"), "P1", "P1/L1", "A:0"), Award(order_id="A", line="P1/L1"), 0.0)
+    assert line.orders["A"]["ops"][0]["start"] == 0 and line.orders["A"]["status"] == "committed"
+    urgent = OrderSpec(id="B", product="box", quantity=10, release=0, due=100, priority=5, plant="P1", steps=STEPS)
+    cfp = CallForProposals(order=urgent, round=0, origin_plant="P1")
+    b = line.handle(env(cfp, "P1", "P1/L1", "B:0"), cfp, now=1.0)[0].payload
+    # behind A the gap insertion ends at 330 (230 late, cost 1150); A can wait 30 minutes and stay on time
+    assert b["tardiness"] == 0 and b["completion"] <= 100 and b["disturbance"] > 0 and b["cost"] < 1
+    out = line.handle(env(Award(order_id="B", line="P1/L1"), "P1", "P1/L1", "B:0"), Award(order_id="B", line="P1/L1"),
+                      2.0)
+    assert [e.type for e in out] == ["confirm", "update"] and out[1].payload["order_id"] == "A"
+    spans = sorted((op["start"], op["end"]) for rec in line.orders.values() for op in rec["ops"])
+    assert all(e1 <= s2 for (_, e1), (s2, _) in pairwise(spans))  # no overlap on the cutter
+    assert line.orders["A"]["ops"][0]["end"] <= 10_000

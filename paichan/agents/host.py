@@ -44,7 +44,7 @@ def agent_factories(sc: Scenario) -> dict[str, Callable[[], Agent]]:
         for ln in p.lines:
             out[f"{p.id}/{ln.id}"] = lambda p=p, ln=ln: LineAgent(
                 p.id, ln, sc.line_calendar(ln), suppliers, horizon, sc.negotiation.replan_time_limit,
-                bid_ttl_s=6 * sc.negotiation.respond_timeout_s)
+                bid_ttl_s=6 * sc.negotiation.respond_timeout_s, bid_time_limit=sc.negotiation.bid_time_limit)
     for s in sc.suppliers:
         out[s.id] = lambda s=s: SupplierAgent(s, horizon)
     return out

@@ -3,12 +3,17 @@
 Bidding is a tentative insertion into the line's current plan: each routing
 step goes into the earliest gap of the best machine of its type (calendar and
 breakdowns respected, operations may pause over breaks), after any material
-date its supplier promised. The insertion is held as a reservation until the
-plant awards or rejects, so concurrent bids do not promise the same capacity
-twice. Committed work is re-optimised with the CP-SAT core (minimal change:
-weighted tardiness plus a stability term against the current plan) when the
-negotiation wave ends and after every disruption; orders whose operations
-moved are reported to their plant.
+date its supplier promised. When that gap insertion would be late, the line
+also solves the insertion with the CP-SAT core (its committed orders may move,
+other open bids stay fixed) and bids that plan if it is cheaper counting the
+tardiness it adds to the orders it displaces; the bid then says how much it
+disturbs the current plan. The insertion (and the displaced orders' new places)
+is held as a reservation until the plant awards or rejects, so concurrent bids
+do not promise the same capacity twice; one displacing bid is open at a time.
+Committed work is re-optimised with the CP-SAT core (minimal change: weighted
+tardiness plus a stability term against the current plan) when the planner
+asks, after a breakdown and after material comes late; orders whose
+operations moved are reported to their plant.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ class LineAgent(Agent):
     kind = "line"
 
     def __init__(self, plant: str, spec: LineSpec, calendar: Calendar, suppliers: dict[str, str], horizon: int,
-                 replan_time_limit: float = 2.0, bid_ttl_s: float = 60.0) -> None:
+                 replan_time_limit: float = 2.0, bid_ttl_s: float = 60.0, bid_time_limit: float = 0.3) -> None:
         super().__init__(f"{plant}/{spec.id}")
         self.plant = plant
         self.spec = spec
@@ -72,6 +77,7 @@ class LineAgent(Agent):
         self.horizon = horizon
         self.replan_time_limit = replan_time_limit
         self.bid_ttl_s = bid_ttl_s  # an unanswered bid's reservation is dropped after this
+        self.bid_time_limit = bid_time_limit  # CP-SAT insertion for late bids; 0: gap insertion only
         self.replan_debounce_s = 0.3
         self.replan_at: float | None = None  # a local replan is due at this time (after late material)
         self.types = {m.type for m in spec.machines}
@@ -113,6 +119,9 @@ class LineAgent(Agent):
                 continue
             for op in rec["ops"]:
                 busy[op["machine"]].append((op["start"], op["end"]))
+            for move in rec.get("displace", {}).values():  # where an open bid would move committed orders
+                for op in move["to"]:
+                    busy[op["machine"]].append((op["start"], op["end"]))
         for v in busy.values():
             v.sort()
         return busy
@@ -204,7 +213,52 @@ class LineAgent(Agent):
         rec["material_ready"] = max(rec["dates"].values(), default=0)
         rec["ops"] = [op.model_dump() for op in self.insert(spec, rec["material_ready"], skip=oid)]
         rec["status"] = "tentative"
+        rec["displace"], rec["added_cost"], rec["disturbance"] = {}, 0.0, 0
+        completion = max(op["end"] for op in rec["ops"])
+        displacing = any(r["status"] == "tentative" and r.get("displace") for o, r in self.orders.items() if o != oid)
+        if completion > spec.due and self.bid_time_limit > 0 and not displacing:
+            self._cpsat_insertion(oid, spec)
         return [self._bid_message(oid)]
+
+    def _cpsat_insertion(self, oid: str, spec: OrderSpec) -> None:
+        """Re-solve the line with the new order; keep the plan if it is cheaper than the gap insertion.
+
+        Cost of a plan = the new order's priority x tardiness + 0.001 x its completion + the weighted
+        tardiness it adds to committed orders. Disturbance = minutes committed operations move."""
+        from paichan.solver import SolveParams, solve
+
+        rec = self.orders[oid]
+        problem, reference = self.local_problem(include=oid)
+        result = solve(problem, SolveParams(time_limit=self.bid_time_limit, workers=1, reference=reference,
+                                            use_heuristic=False))
+        if result.schedule is None:
+            return
+        new = result.schedule.by_operation()
+        gap_completion = max(op["end"] for op in rec["ops"])
+        gap_cost = spec.priority * max(0, gap_completion - spec.due) + 0.001 * gap_completion
+        completion = max(new[f"{oid}/{k}"].end for k in range(len(spec.steps)))
+        added, disturbance, displace = 0.0, 0, {}
+        for other, r in self.orders.items():
+            if r["status"] != "committed":
+                continue
+            ops = self._ops_from(new, other, len(r["ops"]))
+            if ops == r["ops"]:
+                continue
+            o_spec = r["spec"]
+            before = max(op["end"] for op in r["ops"])
+            after = max(op["end"] for op in ops)
+            added += o_spec["priority"] * (max(0, after - o_spec["due"]) - max(0, before - o_spec["due"]))
+            disturbance += sum(abs(a["start"] - b["start"]) for a, b in zip(ops, r["ops"], strict=True))
+            displace[other] = {"from": r["ops"], "to": ops}
+        cost = spec.priority * max(0, completion - spec.due) + 0.001 * completion + added
+        if cost < gap_cost - 1e-6:
+            rec["ops"] = self._ops_from(new, oid, len(spec.steps))
+            rec["displace"], rec["added_cost"], rec["disturbance"] = displace, added, disturbance
+
+    @staticmethod
+    def _ops_from(new: dict[str, ScheduledOperation], oid: str, n: int) -> list[dict[str, Any]]:
+        return [{"operation": k, "machine": new[f"{oid}/{k}"].resource, "start": new[f"{oid}/{k}"].start,
+                 "end": new[f"{oid}/{k}"].end} for k in range(n)]
 
     def _bid_message(self, oid: str) -> Envelope:
         rec = self.orders[oid]
@@ -212,8 +266,8 @@ class LineAgent(Agent):
         completion = max(op["end"] for op in rec["ops"])
         tardiness = max(0, completion - spec.due)
         bid = Bid(order_id=oid, line=self.id, plant=self.plant, completion=completion, tardiness=tardiness,
-                  cost=spec.priority * tardiness + 0.001 * completion, disturbance=0,
-                  material_ready=rec["material_ready"])
+                  cost=spec.priority * tardiness + 0.001 * completion + rec.get("added_cost", 0.0),
+                  disturbance=rec.get("disturbance", 0), material_ready=rec["material_ready"])
         return self.send(bid, rec["plant"], rec["conv"], rec["cfp"])
 
     def _award(self, env: Envelope, award: Award) -> list[Envelope]:
@@ -226,6 +280,11 @@ class LineAgent(Agent):
         rec["status"] = "committed"
         rec["plant"] = env.sender
         out = [self._confirm(award.order_id, env)]
+        for other, move in rec.pop("displace", {}).items():  # the bid's plan moves committed orders
+            cur = self.orders.get(other)
+            if cur is not None and cur["status"] == "committed" and cur["ops"] == move["from"]:  # not stale
+                cur["ops"] = move["to"]
+                out.append(self._update(other, f"made room for {award.order_id}"))
         spec = OrderSpec.model_validate(rec["spec"])
         for k, st in enumerate(spec.steps):
             if st.material and st.material_per_unit > 0:
@@ -275,8 +334,9 @@ class LineAgent(Agent):
         return []
 
     # ---------------------------------------------------------------- replan
-    def local_problem(self) -> tuple[Problem, Schedule]:
-        """Committed work as a problem of this line, and the current plan as its reference."""
+    def local_problem(self, include: str | None = None) -> tuple[Problem, Schedule]:
+        """Committed work (plus order ``include``, being bid for) as a problem of this line, and the
+        current plan as its reference. Other open bids hold their capacity as fixed work."""
         resources = []
         for mid, _, _ in self.machine_ids():
             cal = self.calendar.model_copy(deep=True)
@@ -286,7 +346,8 @@ class LineAgent(Agent):
         orders = []
         ref = []
         for oid, rec in sorted(self.orders.items()):
-            if rec["status"] != "committed":
+            held = rec["status"] == "tentative" and oid != include  # another open bid: fixed
+            if rec["status"] != "committed" and oid != include and not held:
                 continue
             spec = OrderSpec.model_validate(rec["spec"])
             ops = []
@@ -295,7 +356,7 @@ class LineAgent(Agent):
                 modes = [Mode(resource=mid, duration=step_minutes(step, spec.quantity, speed))
                          for mid, mtype, speed in self.machine_ids() if mtype == step.machine_type]
                 mode = next(i for i, m in enumerate(modes) if m.resource == planned["machine"])
-                started = planned["start"] < self.now
+                started = planned["start"] < self.now or held
                 ops.append(Operation(
                     id=f"{oid}/{k}", modes=modes, can_span_breaks=True,
                     status=OperationStatus.STARTED if started else OperationStatus.PLANNED,
@@ -304,7 +365,8 @@ class LineAgent(Agent):
                 ref.append(ScheduledOperation(operation=f"{oid}/{k}", order=oid, resource=planned["machine"],
                                               mode=mode, start=planned["start"], end=planned["end"]))
             release = max(spec.release, rec["material_ready"]) if not any(o.actual for o in ops) else spec.release
-            orders.append(Order(id=oid, release=release, due=spec.due, priority=spec.priority, operations=ops))
+            orders.append(Order(id=oid, release=release, due=spec.due, priority=0 if held else spec.priority,
+                                operations=ops))
         problem = Problem(name=self.id, resources=resources, orders=orders, now=self.now,
                           objective=Objective(weights={ObjectiveName.WEIGHTED_TARDINESS: 100,
                                                        ObjectiveName.STABILITY: 1, ObjectiveName.MAKESPAN: 1}))
@@ -314,6 +376,8 @@ class LineAgent(Agent):
         """Re-optimise committed work with CP-SAT; report every order whose plan moved."""
         from paichan.solver import SolveParams, solve
 
+        for rec in self.orders.values():  # open bids stay fixed below, so their displacement plans go stale
+            rec.pop("displace", None)
         problem, reference = self.local_problem()
         if not problem.orders:
             return []

@@ -135,6 +135,8 @@ class Negotiation(_S):
     intake_s: float = Field(default=0.5, ge=0)
     escalate: bool = True
     replan_time_limit: float = Field(default=2.0, gt=0)
+    # a line whose gap insertion would be late also tries a CP-SAT insertion this long (0: never)
+    bid_time_limit: float = Field(default=0.3, ge=0)
     improve_rounds: int = Field(default=2, ge=0)  # reallocation rounds for late orders
     hosting: Literal["per_agent", "per_plant"] = "per_plant"
 
