@@ -16,9 +16,22 @@ from pydantic import BaseModel
 
 from paichan.agents.explain import JournalError, load_journal
 from paichan.agents.line import LineAgent
-from paichan.agents.messages import Award, Bid, CallForProposals, NewOrder, Offer, OrderSpec, Reject, Step
+from paichan.agents.messages import (
+    AtpRequest,
+    AtpReserve,
+    Award,
+    Bid,
+    CallForProposals,
+    NewOrder,
+    Offer,
+    OrderSpec,
+    Reject,
+    Step,
+    SupplierDelay,
+)
 from paichan.agents.plant import PlantAgent
-from paichan.agents.scenario import LineSpec
+from paichan.agents.scenario import LineSpec, SupplierSpec
+from paichan.agents.supplier import SupplierAgent
 from paichan.bus.envelope import Envelope, make
 from paichan.domain import Calendar
 
@@ -153,3 +166,24 @@ def test_late_gap_insertion_becomes_a_cpsat_bid_that_displaces_committed_work() 
     spans = sorted((op["start"], op["end"]) for rec in line.orders.values() for op in rec["ops"])
     assert all(e1 <= s2 for (_, e1), (s2, _) in pairwise(spans))  # no overlap on the cutter
     assert line.orders["A"]["ops"][0]["end"] <= 10_000
+
+
+def test_supplier_holds_a_promise_so_two_open_calls_do_not_share_material() -> None:
+    spec = SupplierSpec.model_validate({"id": "S1", "materials": [{"id": "sheet", "stock": 10,
+                                                                   "receipts": [{"time": 500, "quantity": 10}]}]})
+    sup = SupplierAgent(spec, horizon=10_000)
+
+    def ask(oid: str, line: str) -> int:
+        req = AtpRequest(order_id=oid, material="sheet", quantity=8, needed_by=0)
+        return int(sup.handle(env(req, line, "S1", f"{oid}:0"), req, now=0.0)[0].payload["date"])
+
+    assert ask("O1", "P1/L1") == 0 and ask("O1", "P1/L2") == 0  # both of O1's bidders: one hold, same date
+    assert ask("O2", "P1/L1") == 500  # O1's 8 of the 10 in stock are held: O2 waits for the receipt
+    reserve = AtpReserve(order_id="O1", material="sheet", quantity=8, needed_by=120)
+    confirm = sup.handle(env(reserve, "P1/L2", "S1", "O1:0"), reserve, now=1.0)[0].payload
+    assert confirm["date"] == 120 and not confirm["late"]
+    assert sup.materials["sheet"]["reserved"]["O1"] == [8, 120, "P1/L2"]  # the hold became the reservation
+    delay = SupplierDelay(material="sheet", delay=300)
+    notices = sup.handle(env(delay, "erp", "S1", "d"), delay, now=2.0)
+    assert [n.recipient for n in notices] == []  # O2 is only held: nobody to tell until its award
+    assert sup.materials["sheet"]["reserved"]["O2"][1] == 800

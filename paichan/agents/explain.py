@@ -56,8 +56,9 @@ def _rank(bid: dict[str, Any]) -> tuple[float, int, str]:
 
 
 def _bid_line(b: dict[str, Any]) -> str:
+    moved = f", moves committed work by {b['disturbance']} min" if b.get("disturbance") else ""
     return (f"{b['line']}: completion {b['completion']}, tardiness {b['tardiness']}, cost {b['cost']:.3f}, "
-            f"material ready {b['material_ready']}")
+            f"material ready {b['material_ready']}{moved}")
 
 
 def summary(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -2,9 +2,13 @@
 
 Supply is stock now plus time-phased receipts and daily replenishment output.
 A promise for ``q`` at date ``d`` is possible when, from ``d`` on, cumulative
-supply minus everything already reserved never drops below ``q``. Reservations
-are made on award; a supply delay re-checks them in date order and tells every
-line whose material now comes late, with the new date.
+supply minus everything already reserved never drops below ``q``. The first
+promise for an order also holds the quantity at that date (every line bidding
+for the order needs the same material, so one hold per order), so that two
+calls running at once are not promised the same material; the award turns the
+hold into a reservation at the date the winning line needs it. A supply delay
+re-checks reservations in date order and tells every line whose material now
+comes late, with the new date.
 """
 
 from __future__ import annotations
@@ -43,6 +47,9 @@ def available_date(supply: list[list[float]], reservations: list[list[float]], q
     return horizon
 
 
+HOLD = "(hold)"  # the "line" of a hold: promised to an order's bidders, not yet awarded
+
+
 class SupplierAgent(Agent):
     kind = "supplier"
 
@@ -74,6 +81,9 @@ class SupplierAgent(Agent):
         if isinstance(payload, AtpRequest):
             d = self._date(payload.material, payload.quantity, exclude=payload.order_id)
             late = d > payload.needed_by
+            reserved = self.materials[payload.material]["reserved"]
+            if payload.order_id not in reserved:  # hold it until the award (or a later reserve) replaces it
+                reserved[payload.order_id] = [payload.quantity, d, HOLD]
             return [self.send(AtpPromise(order_id=payload.order_id, material=payload.material,
                                          quantity=payload.quantity, date=d, late=late, supplier=self.id),
                               env.sender, env.conversation, env.id)]
@@ -97,7 +107,9 @@ class SupplierAgent(Agent):
         kept: dict[str, list[Any]] = {}
         for order, (qty, date, line) in sorted(m["reserved"].items(), key=lambda kv: kv[1][1]):
             d = available_date(m["supply"], [[dd, qq] for qq, dd, _ in kept.values()], qty, self.horizon)
-            if d > date:
+            if d > date and line == HOLD:  # not awarded yet: the winner will reserve (and learn the date) then
+                kept[order] = [qty, d, line]
+            elif d > date:
                 kept[order] = [qty, d, line]
                 self.late_promises += 1
                 out.append(self.send(AtpConfirm(order_id=order, material=ev.material, date=d, late=True,
