@@ -168,16 +168,17 @@ class Network:
         self.wait_quiet(timeout, "local replanning", lambda: all(
             v.get("replans", 0) > before[k] or not v["orders"] for k, v in self.line_states().items() if k in lines))
 
-    def moves(self) -> list[dict[str, Any]]:
-        return [e for st in self.plant_states().values() for e in st["events"] if e["event"] == "move"]
+    def moves(self) -> dict[str, list[dict[str, Any]]]:
+        """Each plant's move events, in the order that plant made them."""
+        return {p: [e for e in st["events"] if e["event"] == "move"] for p, st in self.plant_states().items()}
 
     def improve(self, timeout: float) -> set[str]:
         """Plants re-call their late orders; returns the lines that lost or gained an order."""
-        before = len(self.moves())
+        before = {p: len(ms) for p, ms in self.moves().items()}
         self.bus.send(*[make(Improve(), "planner", p.id, "improve") for p in self.sc.plants])
         time.sleep(0.2)
         self.wait_quiet(timeout, "reallocating late orders", self.negotiation_done)
-        moved = self.moves()[before:]
+        moved = [e for p, ms in self.moves().items() for e in ms[before[p]:]]
         self.progress(f"reallocation moved {len(moved)} order(s)")
         return {e["from"] for e in moved} | {e["to"] for e in moved}
 
