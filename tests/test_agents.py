@@ -19,31 +19,13 @@ from paichan.agents.explain import load_journal, order_story, summary
 from paichan.agents.host import HostCore
 from paichan.agents.messages import Award, NewOrder
 from paichan.agents.runtime import Network, agents_schedule, run_agents
-from paichan.agents.scenario import Scenario, ScenarioError, global_problem, load_scenario
+from paichan.agents.scenario import Scenario, ScenarioError, global_problem, load_scenario, small_network
 from paichan.bus import Bus, make
 from paichan.checker import check
 
 
 def tiny(orders: int = 6, hosting: str = "per_plant", timeout_s: float = 5.0) -> Scenario:
-    return Scenario.model_validate({
-        "name": "tiny",
-        "horizon_days": 10,
-        "products": {"box": {"steps": [
-            {"name": "cut", "machine_type": "cut", "minutes_per_unit": 3, "material": "sheet", "material_per_unit": 1},
-            {"name": "fold", "machine_type": "fold", "minutes_per_unit": 2}]}},
-        "plants": [
-            {"id": "P1", "lines": [
-                {"id": "L1", "machines": [{"id": "C", "type": "cut"}, {"id": "F", "type": "fold"}]},
-                {"id": "L2", "machines": [{"id": "C", "type": "cut", "speed": 0.5}, {"id": "F", "type": "fold"}]}]},
-            {"id": "P2", "lines": [
-                {"id": "L1", "machines": [{"id": "C", "type": "cut", "speed": 2}, {"id": "F", "type": "fold"}]}]},
-        ],
-        "suppliers": [{"id": "S1", "materials": [{"id": "sheet", "stock": 40, "receipts": [{"time": 200,
-                                                                                             "quantity": 100}]}]}],
-        "generate_orders": {"count": orders, "seed": 2, "quantity": [5, 15], "release_spread": 60,
-                            "due_slack": [30, 120]},
-        "negotiation": {"respond_timeout_s": timeout_s, "wave": 3, "replan_time_limit": 1, "hosting": hosting},
-    })
+    return small_network(orders=orders, hosting=hosting, timeout_s=timeout_s)
 
 
 @pytest.fixture(scope="module")

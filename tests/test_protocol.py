@@ -17,17 +17,24 @@ from pydantic import BaseModel
 from paichan.agents.explain import JournalError, load_journal
 from paichan.agents.line import LineAgent
 from paichan.agents.messages import (
+    AtpConfirm,
+    AtpPromise,
+    AtpRelease,
     AtpRequest,
     AtpReserve,
     Award,
     Bid,
     CallForProposals,
+    Confirm,
     NewOrder,
     Offer,
     OrderSpec,
+    Refuse,
     Reject,
+    Revoke,
     Step,
     SupplierDelay,
+    Withdraw,
 )
 from paichan.agents.plant import PlantAgent
 from paichan.agents.scenario import LineSpec, SupplierSpec
@@ -187,3 +194,142 @@ def test_supplier_holds_a_promise_so_two_open_calls_do_not_share_material() -> N
     notices = sup.handle(env(delay, "erp", "S1", "d"), delay, now=2.0)
     assert [n.recipient for n in notices] == []  # O2 is only held: nobody to tell until its award
     assert sup.materials["sheet"]["reserved"]["O2"][1] == 800
+
+
+def _sheet_supplier(stock: float = 10, receipt: float = 10) -> SupplierAgent:
+    spec = SupplierSpec.model_validate({"id": "S1", "materials": [{"id": "sheet", "stock": stock,
+                                                                   "receipts": [{"time": 500, "quantity": receipt}]}]})
+    return SupplierAgent(spec, horizon=10_000)
+
+
+def test_material_beyond_the_horizon_is_refused_and_the_failed_order_releases_its_hold() -> None:
+    sup = _sheet_supplier()
+    req = AtpRequest(order_id="O1", material="sheet", quantity=15, needed_by=0)
+    first = sup.handle(env(req, "P1/L1", "S1", "O1:0"), req, now=0.0)[0].payload
+    assert first["available"] and first["date"] == 500  # 10 in stock + 10 at t=500
+    req2 = AtpRequest(order_id="O2", material="sheet", quantity=15, needed_by=0)
+    promise = sup.handle(env(req2, "P1/L1", "S1", "O2:0"), req2, now=0.0)[0]
+    assert not promise.payload["available"]  # O1 holds 15 of the 20 there will ever be (within the horizon)
+    assert "O2" not in sup.materials["sheet"]["reserved"]  # nothing is held for it
+
+    steps = [Step(name="cut", machine_type="cut", minutes_per_unit=3, material="sheet", material_per_unit=3)]
+    line = LineAgent("P1", LineSpec(id="L1", machines=[{"id": "C", "type": "cut"}]), Calendar(),
+                     suppliers={"sheet": "S1"}, horizon=10_000)
+    spec = OrderSpec(id="O2", product="box", quantity=5, release=0, due=100, priority=1, plant="P1", steps=steps)
+    cfp = CallForProposals(order=spec, round=0, origin_plant="P1")
+    asked = line.handle(env(cfp, "P1", "P1/L1", "O2:0"), cfp, now=0.0)
+    assert [e.type for e in asked] == [_type(AtpRequest)]
+    answer = line.handle(promise, AtpPromise.model_validate(promise.payload), now=0.1)
+    assert [e.type for e in answer] == [_type(Refuse)] and "cannot deliver 15 within its horizon" in \
+        answer[0].payload["reason"]
+    assert "O2" not in line.orders  # no bid, no reservation on the line
+
+    plant = PlantAgent("P1", {"P1/L1": {"cut"}}, [], wave=5, intake_s=0, suppliers={"sheet": "S1"})
+    plant.handle(env(NewOrder(order=spec), "erp", "P1", "order:O2"), NewOrder(order=spec), now=0.0)
+    plant.tick(0.0)
+    refuse = Refuse.model_validate(answer[0].payload)
+    out = plant.handle(env(refuse, "P1/L1", "P1", plant.calls["O2"]["conv"]), refuse, now=1.0)
+    assert plant.orders["O2"]["status"] == "failed"
+    assert [(e.type, e.recipient, e.payload["material"]) for e in out] == [(_type(AtpRelease), "S1", "sheet")]
+    # the supplier drops a hold on release (here O1's, as if O1 had failed too), never a reservation
+    rel = AtpRelease(order_id="O1", material="sheet")
+    sup.handle(env(rel, "P1", "S1", "O1:release"), rel, now=2.0)
+    assert "O1" not in sup.materials["sheet"]["reserved"]
+    assert sup.handle(env(req2, "P1/L1", "S1", "O2:1"), req2, now=3.0)[0].payload["available"]
+
+
+def test_a_supply_delay_beyond_the_horizon_makes_the_line_withdraw_and_the_plant_call_again() -> None:
+    sup = _sheet_supplier(stock=0, receipt=20)
+    reserve = AtpReserve(order_id="O1", material="sheet", quantity=15, needed_by=600)
+    assert sup.handle(env(reserve, "P1/L1", "S1", "O1:0"), reserve, now=0.0)[0].payload["date"] == 600
+    delay = SupplierDelay(material="sheet", delay=20_000)  # the receipt moves past the horizon
+    notice = sup.handle(env(delay, "erp", "S1", "d"), delay, now=1.0)
+    assert [(n.recipient, n.payload["available"]) for n in notice] == [("P1/L1", False)]
+    assert "O1" not in sup.materials["sheet"]["reserved"]
+
+    line = _line()
+    spec = order("O1", due=1000)
+    cfp = CallForProposals(order=spec, round=0, origin_plant="P1")
+    line.handle(env(cfp, "P1", "P1/L1", "O1:0"), cfp, now=0.0)
+    confirm = line.handle(env(Award(order_id="O1", line="P1/L1"), "P1", "P1/L1", "O1:0"),
+                          Award(order_id="O1", line="P1/L1"), now=0.5)[0]
+    out = line.handle(notice[0], AtpConfirm.model_validate(notice[0].payload), now=1.0)
+    assert [(e.type, e.recipient) for e in out] == [(_type(Withdraw), "P1")] and "O1" not in line.orders
+
+    plant = PlantAgent("P1", {"P1/L1": {"cut"}}, [], wave=5, intake_s=0)
+    plant.handle(env(NewOrder(order=spec), "erp", "P1", "order:O1"), NewOrder(order=spec), now=0.0)
+    plant.tick(0.0)
+    b = bid("O1", "P1/L1", "P1", completion=15, due=1000)
+    plant.handle(env(b, "P1/L1", "P1", "O1:0"), b, now=0.2)
+    plant.handle(confirm, Confirm.model_validate(confirm.payload), now=0.6)
+    assert plant.orders["O1"]["status"] == "confirmed"
+    again = plant.handle(out[0], Withdraw.model_validate(out[0].payload), now=1.1)
+    assert [(e.type, e.conversation) for e in again] == [(_type(CallForProposals), "O1:1")]
+    assert plant.orders["O1"]["placed"] is None
+
+
+def test_a_confirmation_the_plant_gave_up_on_is_revoked_and_the_rerun_reuses_the_booking() -> None:
+    plant = PlantAgent("P1", {"P1/L1": {"cut"}}, [], wave=5, respond_timeout_s=5, intake_s=0)
+    line = _line()
+    spec = order("O1", due=1000)
+    (cfp,) = plant.handle(env(NewOrder(order=spec), "erp", "P1", "order:O1"), NewOrder(order=spec), now=0.0)
+    (b,) = line.handle(cfp, CallForProposals.model_validate(cfp.payload), now=0.0)
+    (award,) = plant.handle(b, Bid.model_validate(b.payload), now=0.1)
+    # the line is slow to answer (restarting): the plant stops waiting and calls again, round 1
+    (cfp1,) = plant.tick(30.0)
+    assert cfp1.conversation == "O1:1"
+    confirm0 = line.handle(award, Award.model_validate(award.payload), now=31.0)[0]  # the old award, now booked
+    (b1,) = line.handle(cfp1, CallForProposals.model_validate(cfp1.payload), now=31.1)
+    assert b1.conversation == "O1:1" and line.orders["O1"]["status"] == "tentative"  # offered again, same plan
+    assert b1.payload["completion"] == confirm0.payload["completion"]
+    (revoke,) = plant.handle(confirm0, Confirm.model_validate(confirm0.payload), now=31.2)
+    assert revoke.type == _type(Revoke) and revoke.payload["conversation"] == "O1:0"
+    assert plant.orders["O1"]["status"] == "calling"  # the stale confirmation changes nothing at the plant
+    line.handle(revoke, Revoke.model_validate(revoke.payload), now=31.3)
+    assert "O1" in line.orders  # the round-0 revoke does not touch the round-1 bid
+    (award1,) = plant.handle(b1, Bid.model_validate(b1.payload), now=31.4)
+    (confirm1,) = [e for e in line.handle(award1, Award.model_validate(award1.payload), now=31.5)
+                   if e.type == _type(Confirm)]
+    plant.handle(confirm1, Confirm.model_validate(confirm1.payload), now=31.6)
+    assert plant.orders["O1"]["status"] == "confirmed" and plant.orders["O1"]["placed"]["line"] == "P1/L1"
+    assert [o.model_dump() for o in Confirm.model_validate(confirm1.payload).operations] == line.orders["O1"]["ops"]
+    assert confirm1.payload["operations"] == confirm0.payload["operations"]  # the booking made in round 0
+
+
+def test_an_award_whose_bid_went_stale_is_placed_again_never_over_committed_work() -> None:
+    line = _line()
+    for oid in ("A", "B"):
+        cfp = CallForProposals(order=order(oid, due=1000), round=0, origin_plant="P1")
+        line.handle(env(cfp, "P1", "P1/L1", f"{oid}:0"), cfp, now=0.0)
+    line.handle(env(Award(order_id="A", line="P1/L1"), "P1", "P1/L1", "A:0"), Award(order_id="A", line="P1/L1"), 0.1)
+    assert line.orders["A"]["ops"][0]["start"] == 0 and line.orders["B"]["ops"][0]["start"] == 15
+    # whatever made it happen, committed A now sits where B's open bid is
+    line.orders["A"]["ops"] = [{"operation": 0, "machine": "P1/L1/C", "start": 10, "end": 25}]
+    out = line.handle(env(Award(order_id="B", line="P1/L1"), "P1", "P1/L1", "B:0"),
+                      Award(order_id="B", line="P1/L1"), 0.2)
+    (confirm,) = [e for e in out if e.type == _type(Confirm)]
+    assert confirm.payload["operations"][0]["start"] >= 25 and line.clashes() == set() and line.stale_awards == 1
+    assert confirm.payload["operations"] == line.orders["B"]["ops"]  # the plant learns the real place
+
+
+def test_a_bid_avoids_both_places_of_work_an_open_bid_would_move() -> None:
+    """A displacing bid (B) sits inside the old place of the order it moves (A): a new bid must avoid A's old
+    place (B may be rejected) and its new one (B may be awarded). The old place is longer than B and starts
+    before it, the case a gap search over unmerged intervals missed."""
+    line = _line()
+    c = "P1/L1/C"
+
+    def rec(oid: str, start: int, end: int, status: str, **extra: object) -> dict[str, object]:
+        spec = order(oid, due=1000).model_copy(update={"quantity": (end - start) // 3})
+        return {"spec": spec.model_dump(mode="json"), "ops": [{"operation": 0, "machine": c, "start": start,
+                "end": end}], "status": status, "plant": "P1", "conv": f"{oid}:0", "cfp": oid, "need": {},
+                "dates": {}, "material_ready": 0, "expires": 1e9, **extra}
+
+    line.orders = {"A": rec("A", 0, 99, "committed"),
+                   "B": rec("B", 9, 21, "tentative", displace={"A": {
+                       "from": [{"operation": 0, "machine": c, "start": 0, "end": 99}],
+                       "to": [{"operation": 0, "machine": c, "start": 120, "end": 219}]}})}
+    new = order("C", due=1000).model_copy(update={"release": 50})
+    (op,) = line.insert(new, ready=0)
+    assert (op.start, op.end) == (99, 114)  # not at its release (50), inside A's committed place
+

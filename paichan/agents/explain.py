@@ -122,9 +122,14 @@ def order_story(entries: list[dict[str, Any]], oid: str) -> list[str]:
                 lines.append(f"  {e['sender']} asks its line {e['recipient']}")
             elif len(asked[conv]) == 1:
                 lines.append(f"  {owner} calls for proposals")
+        elif t == "atp.promise" and not p.get("available", True):
+            lines.append(f"  {p['supplier']} cannot deliver {p['quantity']:g} {p['material']} to {e['recipient']} "
+                         f"within its horizon")
         elif t == "atp.promise":
             lines.append(f"  {p['supplier']} promises {p['quantity']:g} {p['material']} to {e['recipient']} "
                          f"from t={p['date']}{' (later than needed)' if p['late'] else ''}")
+        elif t == "atp.release":
+            lines.append(f"  {e['sender']} releases what {e['recipient']} held of {p['material']} for it")
         elif t == "bid":
             if p["plant"] == owner:
                 bids[conv].append(p)
@@ -148,6 +153,9 @@ def order_story(entries: list[dict[str, Any]], oid: str) -> list[str]:
                 why = (f" (lowest cost of {len(cands)} candidate(s))" if best["line"] == target
                        else " (not the lowest-cost candidate in the journal)")
             lines.append(f"  {owner} awards to {target}{why}")
+        elif t == "revoke" and p.get("conversation"):
+            lines.append(f"  {e['sender']} revokes {e['recipient']}'s booking of {p['conversation']}: its confirmation "
+                         f"came after the call had been run again")
         elif t == "revoke":
             lines.append(f"  {e['sender']} revokes the order from {e['recipient']}: the new place is strictly better")
         elif t == "confirm" and e["recipient"] == owner:
@@ -156,6 +164,8 @@ def order_story(entries: list[dict[str, Any]], oid: str) -> list[str]:
             lines.append(f"  {p['line']} withdraws: {p['reason']}")
         elif t == "update" and e["recipient"] == owner:
             lines.append(f"update from {p['line']}: completion {p['completion']} ({p['reason']})")
+        elif t == "atp.confirm" and not p.get("available", True):
+            lines.append(f"{p['supplier']}: {p['material']} for it can no longer be delivered within the horizon")
         elif t == "atp.confirm" and p.get("late") and conv.startswith("delay:"):
             lines.append(f"{p['supplier']}: {p['material']} for it now comes late, from t={p['date']}")
     for conv in asked:

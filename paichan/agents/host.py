@@ -40,7 +40,7 @@ def agent_factories(sc: Scenario) -> dict[str, Callable[[], Agent]]:
         out[p.id] = lambda p=p, lines=lines: PlantAgent(
             p.id, lines, [q for q in plants if q != p.id], wave=sc.negotiation.wave,
             respond_timeout_s=sc.negotiation.respond_timeout_s, escalate=sc.negotiation.escalate,
-            intake_s=sc.negotiation.intake_s)
+            intake_s=sc.negotiation.intake_s, suppliers=suppliers)
         for ln in p.lines:
             out[f"{p.id}/{ln.id}"] = lambda p=p, ln=ln: LineAgent(
                 p.id, ln, sc.line_calendar(ln), suppliers, horizon, sc.negotiation.replan_time_limit,

@@ -40,6 +40,7 @@ from paichan.agents.messages import (
     Replan,
     Revoke,
     ScheduleUpdate,
+    Withdraw,
 )
 from paichan.agents.scenario import LineSpec, machine_id, step_minutes
 from paichan.bus.envelope import Envelope
@@ -87,12 +88,13 @@ class LineAgent(Agent):
         self.downtimes: dict[str, list[list[int]]] = {}
         self.now = 0
         self.replans = 0
+        self.stale_awards = 0  # awards whose bid plan had gone stale and was re-placed (see _award)
         self._windows: dict[str, list[tuple[int, int]]] = {}
 
     # ----------------------------------------------------------- persistence
     def snapshot(self) -> dict[str, Any]:
         return {"orders": self.orders, "downtimes": self.downtimes, "now": self.now, "replans": self.replans,
-                "replan_at": self.replan_at}
+                "replan_at": self.replan_at, "stale_awards": self.stale_awards}
 
     def load(self, state: dict[str, Any]) -> None:
         self.orders = state["orders"]
@@ -100,6 +102,7 @@ class LineAgent(Agent):
         self.now = state["now"]
         self.replans = state["replans"]
         self.replan_at = state.get("replan_at")
+        self.stale_awards = state.get("stale_awards", 0)
         self._windows = {}
 
     # ------------------------------------------------------------- timelines
@@ -113,6 +116,7 @@ class LineAgent(Agent):
         return [(machine_id(self.plant, self.spec.id, m.id), m.type, m.speed) for m in self.spec.machines]
 
     def _busy(self, skip: str | None = None) -> dict[str, list[tuple[int, int]]]:
+        """Per machine, the time taken by committed work, open bids and where open bids would move work."""
         busy: dict[str, list[tuple[int, int]]] = {mid: [] for mid, _, _ in self.machine_ids()}
         for oid, rec in self.orders.items():
             if oid == skip:
@@ -122,9 +126,28 @@ class LineAgent(Agent):
             for move in rec.get("displace", {}).values():  # where an open bid would move committed orders
                 for op in move["to"]:
                     busy[op["machine"]].append((op["start"], op["end"]))
-        for v in busy.values():
-            v.sort()
-        return busy
+        # gap_start needs disjoint intervals: a displaced order's old and new places and the displacing bid
+        # overlap each other, and an earlier, longer interval would hide behind a later-starting short one
+        return {mid: merge_windows(v) for mid, v in busy.items()}
+
+    def clashes(self) -> set[str]:
+        """Committed orders whose operations overlap another committed operation on a machine."""
+        by_machine: dict[str, list[tuple[int, int, str]]] = {}
+        for oid, rec in self.orders.items():
+            if rec["status"] == "committed":
+                for op in rec["ops"]:
+                    if op["end"] > op["start"]:
+                        by_machine.setdefault(op["machine"], []).append((op["start"], op["end"], oid))
+        out: set[str] = set()
+        for spans in by_machine.values():
+            spans.sort()
+            reach, holder = -1, ""
+            for s, e, oid in spans:
+                if s < reach:
+                    out |= {oid, holder}
+                if e > reach:
+                    reach, holder = e, oid
+        return out
 
     def insert(self, spec: OrderSpec, ready: int, skip: str | None = None) -> list[PlannedOp]:
         """Earliest-finish insertion of the order's routing into the current plan."""
@@ -146,8 +169,7 @@ class LineAgent(Agent):
             assert best is not None
             s, e, mid = best
             out.append(PlannedOp(operation=k, machine=mid, start=s, end=e))
-            busy[mid].append((s, e))
-            busy[mid].sort()
+            busy[mid] = merge_windows([*busy[mid], (s, e)])
             t = e
         return out
 
@@ -159,6 +181,12 @@ class LineAgent(Agent):
             rec = self.orders.get(payload.order_id)
             if rec is None or rec["status"] != "waiting":
                 return []  # late answer for a call that is over
+            if not payload.available:  # no material within the horizon: this line cannot make the order
+                del self.orders[payload.order_id]
+                why = (f"material {payload.material}: {payload.supplier} cannot deliver {payload.quantity:g} "
+                       f"within its horizon")
+                return [self.send(Refuse(order_id=payload.order_id, line=self.id, reason=why), rec["plant"],
+                                  rec["conv"], rec["cfp"])]
             rec["dates"][payload.material] = payload.date
             return self._bid_if_ready(payload.order_id)
         if isinstance(payload, Award):
@@ -177,7 +205,9 @@ class LineAgent(Agent):
             self.replan_at = None  # this replan covers a pending one
             return self.replan(self.replan_time_limit, reason=f"breakdown of {payload.machine}")
         if isinstance(payload, Revoke):
-            self.orders.pop(payload.order_id, None)
+            rec = self.orders.get(payload.order_id)
+            if rec is not None and payload.conversation in (None, rec["conv"]):
+                del self.orders[payload.order_id]
             return []
         if isinstance(payload, Replan):
             self.replan_at = None
@@ -192,6 +222,12 @@ class LineAgent(Agent):
                               env.sender, env.conversation, env.id)]
         prev = self.orders.get(spec.id)
         if prev is not None and prev["status"] == "committed":
+            if prev["conv"] == env.conversation:
+                return [self._bid_message(spec.id)]
+            # called again in a new round: the plant does not count on this booking any more (an award it
+            # stopped waiting for). Offer it as this round's bid; it stays held until award or reject.
+            prev.update(status="tentative", conv=env.conversation, cfp=env.id, plant=env.sender,
+                        expires=now + self.bid_ttl_s, displace={}, added_cost=0.0, disturbance=0)
             return [self._bid_message(spec.id)]
         need: dict[str, float] = {}
         for st in spec.steps:
@@ -279,13 +315,25 @@ class LineAgent(Agent):
             return [self._confirm(award.order_id, env)]  # duplicate award: confirm again, book nothing new
         rec["status"] = "committed"
         rec["plant"] = env.sender
-        out = [self._confirm(award.order_id, env)]
+        moved: dict[str, list[dict[str, Any]]] = {}  # displaced order -> where it was
         for other, move in rec.pop("displace", {}).items():  # the bid's plan moves committed orders
             cur = self.orders.get(other)
             if cur is not None and cur["status"] == "committed" and cur["ops"] == move["from"]:  # not stale
+                moved[other] = cur["ops"]
                 cur["ops"] = move["to"]
-                out.append(self._update(other, f"made room for {award.order_id}"))
         spec = OrderSpec.model_validate(rec["spec"])
+        clashing = self.clashes()
+        if clashing:
+            # The bid's plan no longer fits what is committed (it went stale after the bid): displaced orders
+            # that clash go back, and if the awarded order still clashes it is inserted again into the
+            # committed plan. The confirmation tells the plant where it really is; nothing is double-booked.
+            for other in [o for o in moved if o in clashing]:
+                self.orders[other]["ops"] = moved.pop(other)
+            if self.clashes():
+                rec["ops"] = [op.model_dump() for op in self.insert(spec, rec["material_ready"], skip=award.order_id)]
+            self.stale_awards += 1
+        out = [self._confirm(award.order_id, env)]
+        out += [self._update(other, f"made room for {award.order_id}") for other in moved]
         for k, st in enumerate(spec.steps):
             if st.material and st.material_per_unit > 0:
                 out.append(self.send(AtpReserve(order_id=spec.id, material=st.material,
@@ -304,6 +352,10 @@ class LineAgent(Agent):
         rec = self.orders.get(c.order_id)
         if rec is None or rec["status"] != "committed":
             return []
+        if not c.available:  # the material is gone for good: give the order back to its plant
+            del self.orders[c.order_id]
+            why = f"material {c.material}: {c.supplier} can no longer deliver it within its horizon"
+            return [self.send(Withdraw(order_id=c.order_id, line=self.id, reason=why), rec["plant"], rec["conv"])]
         rec["material_ready"] = max(rec["material_ready"], c.date)
         if not c.late or min(op["start"] for op in rec["ops"]) >= c.date:
             return []

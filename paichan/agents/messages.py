@@ -9,6 +9,8 @@ Escalation between plants (when no own line meets the due date):
 Available-to-promise with suppliers:
     line --atp.request--> supplier --atp.promise--> line  (bid uses the promised date);
     line --atp.reserve--> supplier on award --atp.confirm--> line (may be later: the supplier says so).
+    A supplier that cannot deliver within its horizon says so (``available=False``): the line refuses
+    the call, or withdraws a committed order; a plant whose order failed sends --atp.release-->.
 Shop-floor and supply disruptions reach agents as ``event.*`` messages.
 Times in payloads are integer minutes from the scenario origin.
 """
@@ -159,6 +161,7 @@ class AtpPromise(_P):
     date: int
     late: bool
     supplier: str
+    available: bool = True  # False: the supplier cannot deliver the quantity within its planning horizon
 
 
 @message("atp.reserve")
@@ -176,6 +179,15 @@ class AtpConfirm(_P):
     date: int
     late: bool
     supplier: str
+    available: bool = True  # False: no longer deliverable within the horizon; nothing is reserved
+
+
+@message("atp.release")
+class AtpRelease(_P):
+    """The order failed (no line can make it): drop the supplier's hold for it."""
+
+    order_id: str
+    material: str
 
 
 @message("event.machine_down")
@@ -201,9 +213,11 @@ class Replan(_P):
 
 @message("revoke")
 class Revoke(_P):
-    """The plant moved a committed order elsewhere: free its capacity."""
+    """The plant moved a committed order elsewhere, or a booking it no longer wants (a confirmation that
+    came after the plant had given up on it) exists: free its capacity."""
 
     order_id: str
+    conversation: str | None = None  # only the booking made in this conversation (None: whatever is booked)
 
 
 @message("control.improve")

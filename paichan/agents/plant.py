@@ -22,6 +22,7 @@ from pydantic import BaseModel
 
 from paichan.agents.base import Agent
 from paichan.agents.messages import (
+    AtpRelease,
     Award,
     Bid,
     CallForProposals,
@@ -48,8 +49,10 @@ class PlantAgent(Agent):
     kind = "plant"
 
     def __init__(self, plant_id: str, lines: dict[str, set[str]], other_plants: list[str], wave: int = 20,
-                 respond_timeout_s: float = 5.0, escalate: bool = True, intake_s: float = 0.5) -> None:
+                 respond_timeout_s: float = 5.0, escalate: bool = True, intake_s: float = 0.5,
+                 suppliers: dict[str, str] | None = None) -> None:
         super().__init__(plant_id)
+        self.suppliers = suppliers or {}  # material -> supplier agent id (to release holds of failed orders)
         self.lines = {k: sorted(v) for k, v in lines.items()}  # line id -> machine types
         self.others = other_plants
         self.wave = wave
@@ -171,7 +174,7 @@ class PlantAgent(Agent):
             self.orders[oid]["status"] = "failed"
             self._log(oid, "failed", {"refused": call["refused"]})
             del self.calls[oid]
-            return out + self._pump(now)
+            return out + self._release_material(OrderSpec.model_validate(call["spec"])) + self._pump(now)
         where, best = min(cands, key=lambda c: _rank(c[1]))
         move = call.get("move_from")
         if move is not None and best["cost"] >= move["cost"] - 1e-6:  # no strictly better place: stay
@@ -203,12 +206,19 @@ class PlantAgent(Agent):
         call["awarded"] = {"plant": best["plant"], "line": best["line"], "via": where}
         return out
 
+    def _release_material(self, spec: OrderSpec) -> list[Envelope]:
+        """A failed order: its suppliers drop what they held for it."""
+        mats = sorted({st.material for st in spec.steps if st.material and st.material_per_unit > 0})
+        return [self.send(AtpRelease(order_id=spec.id, material=m), self.suppliers[m], f"{spec.id}:release")
+                for m in mats if m in self.suppliers]
+
     def _rerun(self, oid: str, now: float, why: str) -> list[Envelope]:
         self._log(oid, "rerun", {"why": why})
         self.calls.pop(oid, None)
         if oid in self.orders:
             self.orders[oid]["round"] += 1
             self.orders[oid]["status"] = "queued"
+            self.orders[oid]["placed"] = None  # wherever it was, it is not there any more
             self.queue.insert(0, oid)
         return self._pump(now)
 
@@ -292,6 +302,13 @@ class PlantAgent(Agent):
                 return [self.send(payload, origin, env.conversation)]
             return []
         if isinstance(payload, Withdraw):
+            if payload.order_id not in self.orders:  # placed on our line for another plant: tell the owner
+                origin = self._foreign_origin(payload.order_id)
+                return [self.send(payload, origin, env.conversation)] if origin is not None else []
+            rec = self.orders[payload.order_id]
+            placed = rec["placed"]
+            if rec["status"] != "confirmed" or placed is None or placed["line"] != payload.line:
+                return []  # stale: the order has moved, or is being called again, since
             return self._rerun(payload.order_id, now, f"{payload.line} withdrew: {payload.reason}")
         raise ValueError(f"plant cannot handle '{env.type}'")
 
@@ -303,16 +320,32 @@ class PlantAgent(Agent):
 
     def _confirmed(self, env: Envelope, c: Confirm, now: float) -> list[Envelope]:
         call = self.calls.get(c.order_id)
-        if call is not None and call["for"] is not None:  # placed on our line for another plant
-            del self.calls[c.order_id]
-            self._log(c.order_id, "placed_for", {"origin": call["for"], "line": c.line})
-            return [self.send(c, call["for"], env.conversation)]
-        if c.order_id not in self.orders:
-            return []
-        self.orders[c.order_id]["status"] = "confirmed"
-        self.orders[c.order_id]["placed"] = {"plant": c.plant, "line": c.line, "completion": c.completion,
-                                             "operations": [o.model_dump() for o in c.operations]}
-        self.calls.pop(c.order_id, None)
+        rec = self.orders.get(c.order_id)
+        if rec is None:  # placed on our line for another plant
+            if call is not None and call["for"] is not None and call["conv"] == env.conversation \
+                    and call.get("awarded") is not None:
+                del self.calls[c.order_id]
+                self._log(c.order_id, "placed_for", {"origin": call["for"], "line": c.line,
+                                                     "conversation": env.conversation})
+                return [self.send(c, call["for"], env.conversation)]
+            before = next((e for e in reversed(self.events) if e["order"] == c.order_id and e["event"] == "placed_for"
+                           and e["line"] == c.line and e.get("conversation") == env.conversation), None)
+            if before is not None:  # confirmed again: the owner decides
+                return [self.send(c, before["origin"], env.conversation)]
+            self._log(c.order_id, "stale_confirm", {"line": c.line, "conversation": env.conversation})
+            return [self.send(Revoke(order_id=c.order_id, conversation=env.conversation), c.line, env.conversation)]
+        awaited = call is not None and call.get("awarded") is not None and env.conversation == call["conv"] \
+            and call["awarded"]["line"] == c.line
+        again = rec["status"] == "confirmed" and rec["placed"] is not None and rec["placed"]["line"] == c.line
+        if not awaited and not again:
+            # a confirmation for an award we stopped waiting for (the call was re-run): free that booking
+            self._log(c.order_id, "stale_confirm", {"line": c.line, "conversation": env.conversation})
+            return [self.send(Revoke(order_id=c.order_id, conversation=env.conversation), c.line, env.conversation)]
+        rec["status"] = "confirmed"
+        rec["placed"] = {"plant": c.plant, "line": c.line, "completion": c.completion,
+                         "operations": [o.model_dump() for o in c.operations]}
+        if awaited:
+            self.calls.pop(c.order_id, None)
         return self._pump(now)
 
     def tick(self, now: float) -> list[Envelope]:

@@ -283,6 +283,31 @@ def global_problem(sc: Scenario, delays: dict[str, int] | None = None) -> Proble
                    objective=Objective(weights={ObjectiveName.WEIGHTED_TARDINESS: 100, ObjectiveName.MAKESPAN: 1}))
 
 
+def small_network(orders: int = 6, seed: int = 2, hosting: str = "per_plant", timeout_s: float = 5.0,
+                  due_slack: tuple[int, int] = (30, 120), name: str = "tiny") -> Scenario:
+    """Two plants (P1 with two lines, P2 with one fast cutter), one supplier of scarce sheet: small enough to
+    run in seconds, tight enough that orders escalate and compete for material (tests, ``bench.chaos``)."""
+    return Scenario.model_validate({
+        "name": name,
+        "horizon_days": 10,
+        "products": {"box": {"steps": [
+            {"name": "cut", "machine_type": "cut", "minutes_per_unit": 3, "material": "sheet", "material_per_unit": 1},
+            {"name": "fold", "machine_type": "fold", "minutes_per_unit": 2}]}},
+        "plants": [
+            {"id": "P1", "lines": [
+                {"id": "L1", "machines": [{"id": "C", "type": "cut"}, {"id": "F", "type": "fold"}]},
+                {"id": "L2", "machines": [{"id": "C", "type": "cut", "speed": 0.5}, {"id": "F", "type": "fold"}]}]},
+            {"id": "P2", "lines": [
+                {"id": "L1", "machines": [{"id": "C", "type": "cut", "speed": 2}, {"id": "F", "type": "fold"}]}]},
+        ],
+        "suppliers": [{"id": "S1", "materials": [{"id": "sheet", "stock": 40, "receipts": [{"time": 200,
+                                                                                             "quantity": 100}]}]}],
+        "generate_orders": {"count": orders, "seed": seed, "quantity": [5, 15], "release_spread": 60,
+                            "due_slack": list(due_slack)},
+        "negotiation": {"respond_timeout_s": timeout_s, "wave": 3, "replan_time_limit": 1, "hosting": hosting},
+    })
+
+
 class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message names file and field."""
 

@@ -18,16 +18,18 @@ from typing import Any
 from pydantic import BaseModel
 
 from paichan.agents.base import Agent
-from paichan.agents.messages import AtpConfirm, AtpPromise, AtpRequest, AtpReserve, SupplierDelay
+from paichan.agents.messages import AtpConfirm, AtpPromise, AtpRelease, AtpRequest, AtpReserve, SupplierDelay
 from paichan.agents.scenario import SupplierSpec, supplier_receipts
 from paichan.bus.envelope import Envelope
 
 
-def available_date(supply: list[list[float]], reservations: list[list[float]], q: float, horizon: int) -> int:
-    """Earliest date from which ``q`` more can be taken without any later shortfall."""
+def available_date(supply: list[list[float]], reservations: list[list[float]], q: float,
+                   horizon: int) -> int | None:
+    """Earliest date from which ``q`` more can be taken without any later shortfall (None: not before
+    the horizon, beyond which the supplier knows no supply)."""
     events = sorted([(t, v) for t, v in supply] + [(t, -v) for t, v in reservations])
     if not events:
-        return horizon
+        return None
     times: list[float] = []
     levels: list[float] = []
     level = 0.0
@@ -42,9 +44,9 @@ def available_date(supply: list[list[float]], reservations: list[list[float]], q
     for k in range(len(suffix) - 2, -1, -1):
         suffix[k] = min(suffix[k], suffix[k + 1])
     for k, t in enumerate(times):
-        if suffix[k] + 1e-9 >= q:
+        if suffix[k] + 1e-9 >= q and t < horizon:
             return int(max(0, t))
-    return horizon
+    return None
 
 
 HOLD = "(hold)"  # the "line" of a hold: promised to an order's bidders, not yet awarded
@@ -70,31 +72,47 @@ class SupplierAgent(Agent):
         self.materials = state["materials"]
         self.late_promises = state["late_promises"]
 
-    def _date(self, material: str, q: float, exclude: str | None = None) -> int:
+    def _date(self, material: str, q: float, exclude: str | None = None) -> int | None:
         m = self.materials[material]
         res = [[d, qty] for o, (qty, d, _) in m["reserved"].items() if o != exclude]
         return available_date(m["supply"], res, q, self.horizon)
 
     def handle(self, env: Envelope, payload: BaseModel, now: float) -> list[Envelope]:
-        if isinstance(payload, AtpRequest | AtpReserve) and payload.material not in self.materials:
+        if isinstance(payload, AtpRequest | AtpReserve | AtpRelease) and payload.material not in self.materials:
             raise ValueError(f"supplier {self.id} does not supply '{payload.material}'")
         if isinstance(payload, AtpRequest):
-            d = self._date(payload.material, payload.quantity, exclude=payload.order_id)
-            late = d > payload.needed_by
             reserved = self.materials[payload.material]["reserved"]
+            d = self._date(payload.material, payload.quantity, exclude=payload.order_id)
+            if d is None:  # cannot be had within the horizon: say so, hold nothing
+                return [self.send(AtpPromise(order_id=payload.order_id, material=payload.material,
+                                             quantity=payload.quantity, date=self.horizon, late=True,
+                                             supplier=self.id, available=False),
+                                  env.sender, env.conversation, env.id)]
             if payload.order_id not in reserved:  # hold it until the award (or a later reserve) replaces it
                 reserved[payload.order_id] = [payload.quantity, d, HOLD]
             return [self.send(AtpPromise(order_id=payload.order_id, material=payload.material,
-                                         quantity=payload.quantity, date=d, late=late, supplier=self.id),
-                              env.sender, env.conversation, env.id)]
+                                         quantity=payload.quantity, date=d, late=d > payload.needed_by,
+                                         supplier=self.id), env.sender, env.conversation, env.id)]
         if isinstance(payload, AtpReserve):
+            reserved = self.materials[payload.material]["reserved"]
             d = self._date(payload.material, payload.quantity, exclude=payload.order_id)
+            if d is None:
+                reserved.pop(payload.order_id, None)
+                self.late_promises += 1
+                return [self.send(AtpConfirm(order_id=payload.order_id, material=payload.material, date=self.horizon,
+                                             late=True, supplier=self.id, available=False),
+                                  env.sender, env.conversation, env.id)]
             date = max(d, payload.needed_by)
             late = d > payload.needed_by
             self.late_promises += late
-            self.materials[payload.material]["reserved"][payload.order_id] = [payload.quantity, date, env.sender]
+            reserved[payload.order_id] = [payload.quantity, date, env.sender]
             return [self.send(AtpConfirm(order_id=payload.order_id, material=payload.material, date=date, late=late,
                                          supplier=self.id), env.sender, env.conversation, env.id)]
+        if isinstance(payload, AtpRelease):
+            reserved = self.materials[payload.material]["reserved"]
+            if payload.order_id in reserved and reserved[payload.order_id][2] == HOLD:
+                del reserved[payload.order_id]
+            return []
         if isinstance(payload, SupplierDelay):
             return self._delay(payload, env)
         raise ValueError(f"supplier cannot handle '{env.type}'")
@@ -107,7 +125,13 @@ class SupplierAgent(Agent):
         kept: dict[str, list[Any]] = {}
         for order, (qty, date, line) in sorted(m["reserved"].items(), key=lambda kv: kv[1][1]):
             d = available_date(m["supply"], [[dd, qq] for qq, dd, _ in kept.values()], qty, self.horizon)
-            if d > date and line == HOLD:  # not awarded yet: the winner will reserve (and learn the date) then
+            if d is None:  # gone beyond the horizon: drop it; a line that had it withdraws the order
+                if line != HOLD:
+                    self.late_promises += 1
+                    out.append(self.send(AtpConfirm(order_id=order, material=ev.material, date=self.horizon,
+                                                    late=True, supplier=self.id, available=False),
+                                         line, f"delay:{order}", env.id))
+            elif d > date and line == HOLD:  # not awarded yet: the winner will reserve (and learn the date) then
                 kept[order] = [qty, d, line]
             elif d > date:
                 kept[order] = [qty, d, line]
