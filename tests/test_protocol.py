@@ -333,3 +333,35 @@ def test_a_bid_avoids_both_places_of_work_an_open_bid_would_move() -> None:
     (op,) = line.insert(new, ready=0)
     assert (op.start, op.end) == (99, 114)  # not at its release (50), inside A's committed place
 
+
+
+def test_a_call_nobody_answers_waits_longer_instead_of_escalating_on_nothing() -> None:
+    plant = PlantAgent("P1", {"P1/L1": {"cut"}}, ["P2"], wave=5, respond_timeout_s=5, intake_s=0)
+    spec = order("O1", due=1000)
+    (cfp,) = plant.handle(env(NewOrder(order=spec), "erp", "P1", "order:O1"), NewOrder(order=spec), now=0.0)
+    assert plant.tick(6.0) == [] and plant.calls["O1"]["deadline"] == 16.0  # the line is slow, not unable
+    b = bid("O1", "P1/L1", "P1", completion=500, due=1000)
+    out = plant.handle(env(b, "P1/L1", "P1", cfp.conversation), b, now=8.0)  # after the first deadline: taken
+    assert [(e.type, e.recipient) for e in out] == [(_type(Award), "P1/L1")]
+    # a line that never answers: three longer waits, then the call is decided (escalated) all the same
+    plant = PlantAgent("P1", {"P1/L1": {"cut"}}, ["P2"], wave=5, respond_timeout_s=5, intake_s=0)
+    spec2 = order("O2", due=1000)
+    plant.handle(env(NewOrder(order=spec2), "erp", "P1", "order:O2"), NewOrder(order=spec2), now=20.0)
+    t, outs = 20.0, []
+    while not outs and t < 500:
+        t += 1.0
+        outs = plant.tick(t)
+    assert plant.calls["O2"]["waits"] == 3 and {e.type for e in outs} == {"escalate"} and 20 + 5 + 10 + 20 + 40 < t
+
+
+def test_every_bidder_of_a_held_order_gets_the_held_date_even_after_later_holds() -> None:
+    sup = _sheet_supplier(stock=10, receipt=10)
+
+    def ask(oid: str, line: str, q: float = 8) -> dict[str, object]:
+        req = AtpRequest(order_id=oid, material="sheet", quantity=q, needed_by=0)
+        return sup.handle(env(req, line, "S1", f"{oid}:0"), req, now=0.0)[0].payload
+
+    assert ask("O1", "P1/L1")["date"] == 0
+    assert ask("O2", "P1/L1")["date"] == 500  # O1 holds 8 of the 10 in stock
+    assert ask("O1", "P2/L3")["date"] == 0 and not ask("O1", "P2/L3")["late"]  # an escalated bidder of O1
+    assert sup.materials["sheet"]["reserved"]["O1"] == [8, 0, "(hold)"]

@@ -59,6 +59,7 @@ class PlantAgent(Agent):
         self.timeout = respond_timeout_s
         self.escalate = escalate
         self.intake_s = intake_s
+        self.max_waits = 3  # deadline extensions for a call nobody answered (see _wait_longer)
         self.intake_until: float | None = None  # calls wait until the intake window closes
         self.orders: dict[str, dict[str, Any]] = {}  # own orders
         self.calls: dict[str, dict[str, Any]] = {}  # open calls (own or on behalf of another plant)
@@ -361,12 +362,27 @@ class PlantAgent(Agent):
             esc = call["escalation"]
             if esc is not None:
                 if now > esc["deadline"]:
+                    if not esc["offers"] and call["best"] is None and self._wait_longer(call, esc, now, 2):
+                        continue
                     out += self._award_best(oid, now)
             elif call["deadline"] is not None and now > call["deadline"] and call["best"] is None:
+                if not call["bids"] and not call["refused"] and self._wait_longer(call, call, now, 1):
+                    continue
                 for line in call["expected"]:
                     call["refused"].setdefault(line, "no answer before the deadline")
                 out += self._decide(oid, now)
         return out
+
+    def _wait_longer(self, call: dict[str, Any], timer: dict[str, Any], now: float, factor: int) -> bool:
+        """Nobody answered at all: the lines (or plants) are slow, not unable. Extend the deadline (doubling,
+        at most ``max_waits`` times) instead of deciding on nothing: deciding would escalate or fail the order
+        and multiply the load that made everyone slow."""
+        waits = call.get("waits", 0)
+        if waits >= self.max_waits:
+            return False
+        call["waits"] = waits + 1
+        timer["deadline"] = now + factor * self.timeout * 2 ** call["waits"]
+        return True
 
     # ----------------------------------------------------------------- status
     def done(self) -> bool:

@@ -82,6 +82,15 @@ class SupplierAgent(Agent):
             raise ValueError(f"supplier {self.id} does not supply '{payload.material}'")
         if isinstance(payload, AtpRequest):
             reserved = self.materials[payload.material]["reserved"]
+            held = reserved.get(payload.order_id)
+            if held is not None and held[2] == HOLD and held[0] == payload.quantity:
+                # another bidder for an order already held: the same promise (every later hold and promise
+                # was computed with this one in place, so its date still holds). Cheap: a network asks once
+                # per capable line, and escalation multiplies that by the plants.
+                return [self.send(AtpPromise(order_id=payload.order_id, material=payload.material,
+                                             quantity=payload.quantity, date=int(held[1]),
+                                             late=held[1] > payload.needed_by, supplier=self.id),
+                                  env.sender, env.conversation, env.id)]
             d = self._date(payload.material, payload.quantity, exclude=payload.order_id)
             if d is None:  # cannot be had within the horizon: say so, hold nothing
                 return [self.send(AtpPromise(order_id=payload.order_id, material=payload.material,
