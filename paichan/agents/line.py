@@ -222,12 +222,11 @@ class LineAgent(Agent):
                               env.sender, env.conversation, env.id)]
         prev = self.orders.get(spec.id)
         if prev is not None and prev["status"] == "committed":
-            if prev["conv"] == env.conversation:
-                return [self._bid_message(spec.id)]
-            # called again in a new round: the plant does not count on this booking any more (an award it
-            # stopped waiting for). Offer it as this round's bid; it stays held until award or reject.
-            prev.update(status="tentative", conv=env.conversation, cfp=env.id, plant=env.sender,
-                        expires=now + self.bid_ttl_s, displace={}, added_cost=0.0, disturbance=0)
+            if prev["conv"] != env.conversation:
+                # called again in a new round: the plant does not count on this booking any more (an award it
+                # stopped waiting for). Offer it as this round's bid; it stays held until award or reject.
+                prev.update(status="tentative", conv=env.conversation, cfp=env.id, plant=env.sender,
+                            expires=now + self.bid_ttl_s, displace={}, added_cost=0.0, disturbance=0)
             return [self._bid_message(spec.id)]
         need: dict[str, float] = {}
         for st in spec.steps:

@@ -313,11 +313,18 @@ class PlantAgent(Agent):
             return self._rerun(payload.order_id, now, f"{payload.line} withdrew: {payload.reason}")
         raise ValueError(f"plant cannot handle '{env.type}'")
 
-    def _foreign_origin(self, oid: str | None) -> str | None:
+    def _foreign_origin(self, oid: str | None, line: str | None = None, conversation: str | None = None) -> str | None:
+        """The plant we placed ``oid`` for (on ``line``, in ``conversation``, when given), if we did."""
         for e in reversed(self.events):
-            if e["order"] == oid and e["event"] == "placed_for":
+            if e["order"] == oid and e["event"] == "placed_for" and line in (None, e["line"]) \
+                    and conversation in (None, e.get("conversation")):
                 return str(e["origin"])
         return None
+
+    def _revoke_stale(self, c: Confirm, env: Envelope) -> list[Envelope]:
+        """A confirmation for an award nobody waits for any more (the call was re-run): free that booking."""
+        self._log(c.order_id, "stale_confirm", {"line": c.line, "conversation": env.conversation})
+        return [self.send(Revoke(order_id=c.order_id, conversation=env.conversation), c.line, env.conversation)]
 
     def _confirmed(self, env: Envelope, c: Confirm, now: float) -> list[Envelope]:
         call = self.calls.get(c.order_id)
@@ -329,19 +336,15 @@ class PlantAgent(Agent):
                 self._log(c.order_id, "placed_for", {"origin": call["for"], "line": c.line,
                                                      "conversation": env.conversation})
                 return [self.send(c, call["for"], env.conversation)]
-            before = next((e for e in reversed(self.events) if e["order"] == c.order_id and e["event"] == "placed_for"
-                           and e["line"] == c.line and e.get("conversation") == env.conversation), None)
-            if before is not None:  # confirmed again: the owner decides
-                return [self.send(c, before["origin"], env.conversation)]
-            self._log(c.order_id, "stale_confirm", {"line": c.line, "conversation": env.conversation})
-            return [self.send(Revoke(order_id=c.order_id, conversation=env.conversation), c.line, env.conversation)]
+            origin = self._foreign_origin(c.order_id, c.line, env.conversation)
+            if origin is not None:  # confirmed again: the owner decides
+                return [self.send(c, origin, env.conversation)]
+            return self._revoke_stale(c, env)
         awaited = call is not None and call.get("awarded") is not None and env.conversation == call["conv"] \
             and call["awarded"]["line"] == c.line
         again = rec["status"] == "confirmed" and rec["placed"] is not None and rec["placed"]["line"] == c.line
         if not awaited and not again:
-            # a confirmation for an award we stopped waiting for (the call was re-run): free that booking
-            self._log(c.order_id, "stale_confirm", {"line": c.line, "conversation": env.conversation})
-            return [self.send(Revoke(order_id=c.order_id, conversation=env.conversation), c.line, env.conversation)]
+            return self._revoke_stale(c, env)
         rec["status"] = "confirmed"
         rec["placed"] = {"plant": c.plant, "line": c.line, "completion": c.completion,
                          "operations": [o.model_dump() for o in c.operations]}

@@ -300,7 +300,8 @@ def run_agents(sc: Scenario, out: Path, progress: Progress = _stderr, timeout: f
             net.settle(timeout, replan_all=False)
         wall = time.monotonic() - t0
         problem = global_problem(sc, delays)
-        schedule = agents_schedule(sc, problem, net.line_states())
+        lines = net.line_states()
+        schedule = agents_schedule(sc, problem, lines)
         journal = [e.model_dump(mode="json") for e in net.bus.journal_entries()]
         plants = net.plant_states()
         extra = {
@@ -316,7 +317,7 @@ def run_agents(sc: Scenario, out: Path, progress: Progress = _stderr, timeout: f
             "reruns": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "rerun"),
             "moves": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "move"),
             "failed_orders": [o for st in plants.values() for o, r in st["orders"].items() if r["status"] == "failed"],
-            "stale_awards": sum(int(st.get("stale_awards", 0)) for st in net.line_states().values()),
+            "stale_awards": sum(int(st.get("stale_awards", 0)) for st in lines.values()),
             "stale_confirms": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "stale_confirm"),
         }
         kpis = write_outputs(out, sc, problem, schedule, extra, journal)

@@ -77,6 +77,18 @@ class SupplierAgent(Agent):
         res = [[d, qty] for o, (qty, d, _) in m["reserved"].items() if o != exclude]
         return available_date(m["supply"], res, q, self.horizon)
 
+    def _promise(self, req: AtpRequest, env: Envelope, date: int | None) -> Envelope:
+        """The answer to a request: the date, or (None) that it cannot be had within the horizon."""
+        promise = AtpPromise(order_id=req.order_id, material=req.material, quantity=req.quantity,
+                             date=self.horizon if date is None else date,
+                             late=date is None or date > req.needed_by, supplier=self.id, available=date is not None)
+        return self.send(promise, env.sender, env.conversation, env.id)
+
+    def _gone(self, order: str, material: str, line: str, conversation: str, reply_to: str) -> Envelope:
+        """Tell a line that a reserved quantity can no longer be delivered within the horizon."""
+        return self.send(AtpConfirm(order_id=order, material=material, date=self.horizon, late=True,
+                                    supplier=self.id, available=False), line, conversation, reply_to)
+
     def handle(self, env: Envelope, payload: BaseModel, now: float) -> list[Envelope]:
         if isinstance(payload, AtpRequest | AtpReserve | AtpRelease) and payload.material not in self.materials:
             raise ValueError(f"supplier {self.id} does not supply '{payload.material}'")
@@ -87,30 +99,18 @@ class SupplierAgent(Agent):
                 # another bidder for an order already held: the same promise (every later hold and promise
                 # was computed with this one in place, so its date still holds). Cheap: a network asks once
                 # per capable line, and escalation multiplies that by the plants.
-                return [self.send(AtpPromise(order_id=payload.order_id, material=payload.material,
-                                             quantity=payload.quantity, date=int(held[1]),
-                                             late=held[1] > payload.needed_by, supplier=self.id),
-                                  env.sender, env.conversation, env.id)]
+                return [self._promise(payload, env, int(held[1]))]
             d = self._date(payload.material, payload.quantity, exclude=payload.order_id)
-            if d is None:  # cannot be had within the horizon: say so, hold nothing
-                return [self.send(AtpPromise(order_id=payload.order_id, material=payload.material,
-                                             quantity=payload.quantity, date=self.horizon, late=True,
-                                             supplier=self.id, available=False),
-                                  env.sender, env.conversation, env.id)]
-            if payload.order_id not in reserved:  # hold it until the award (or a later reserve) replaces it
+            if d is not None and payload.order_id not in reserved:  # hold it until the award replaces it
                 reserved[payload.order_id] = [payload.quantity, d, HOLD]
-            return [self.send(AtpPromise(order_id=payload.order_id, material=payload.material,
-                                         quantity=payload.quantity, date=d, late=d > payload.needed_by,
-                                         supplier=self.id), env.sender, env.conversation, env.id)]
+            return [self._promise(payload, env, d)]  # d None: not within the horizon, nothing held
         if isinstance(payload, AtpReserve):
             reserved = self.materials[payload.material]["reserved"]
             d = self._date(payload.material, payload.quantity, exclude=payload.order_id)
             if d is None:
                 reserved.pop(payload.order_id, None)
                 self.late_promises += 1
-                return [self.send(AtpConfirm(order_id=payload.order_id, material=payload.material, date=self.horizon,
-                                             late=True, supplier=self.id, available=False),
-                                  env.sender, env.conversation, env.id)]
+                return [self._gone(payload.order_id, payload.material, env.sender, env.conversation, env.id)]
             date = max(d, payload.needed_by)
             late = d > payload.needed_by
             self.late_promises += late
@@ -137,9 +137,7 @@ class SupplierAgent(Agent):
             if d is None:  # gone beyond the horizon: drop it; a line that had it withdraws the order
                 if line != HOLD:
                     self.late_promises += 1
-                    out.append(self.send(AtpConfirm(order_id=order, material=ev.material, date=self.horizon,
-                                                    late=True, supplier=self.id, available=False),
-                                         line, f"delay:{order}", env.id))
+                    out.append(self._gone(order, ev.material, line, f"delay:{order}", env.id))
             elif d > date and line == HOLD:  # not awarded yet: the winner will reserve (and learn the date) then
                 kept[order] = [qty, d, line]
             elif d > date:
