@@ -9,6 +9,10 @@
 Both only model what the benchmark files contain (machines, alternatives,
 linear routings, makespan) and refuse problems with anything else, so a
 comparison never silently drops a constraint.
+
+* :func:`solve_pyjobshop_rich` translates factory-shaped problems
+  (:func:`paichan.generators.factory_instance`: calendars, setups, pools,
+  dates, weights) to PyJobShop and refuses, by name, what it cannot express.
 """
 
 from __future__ import annotations
@@ -18,9 +22,17 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from paichan.domain import ObjectiveName, Operation, Problem, ResourceKind, Schedule, ScheduledOperation
+from paichan.domain import (
+    ObjectiveName,
+    Operation,
+    OperationStatus,
+    Problem,
+    ResourceKind,
+    Schedule,
+    ScheduledOperation,
+)
 
-__all__ = ["PeerResult", "solve_plain_cpsat", "solve_pyjobshop"]
+__all__ = ["PeerResult", "RichPeerResult", "solve_plain_cpsat", "solve_pyjobshop", "solve_pyjobshop_rich"]
 
 
 @dataclass
@@ -198,3 +210,244 @@ def solve_pyjobshop(problem: Problem, time_limit: float, workers: int, seed: int
         ))
     schedule = Schedule(problem=problem.name, operations=entries)
     return PeerResult(status, schedule, int(result.objective), float(result.lower_bound), wall, None)
+
+
+# --------------------------------------------------------------------------- rich (factory-shaped) problems
+
+#: PyJobShop 0.0.9 keeps setup times in a dense resources x tasks x tasks int64 matrix
+#: (``pyjobshop.solvers.utils.setup_times_matrix``); above this size the translation refuses.
+PYJOBSHOP_SETUP_MATRIX_LIMIT = 8 * 2**30
+
+
+@dataclass
+class RichPeerResult(PeerResult):
+    """A :class:`PeerResult` plus what shows whether the peer did real work."""
+
+    objective: float | None = None  # the solver's own objective (makespan is the schedule's)
+    first_objective: float | None = None  # the solver's own objective of its first solution
+    solutions: int = 0  # improving solutions seen
+    build_time: float = 0.0  # seconds spent translating and building the model before search
+    horizon: int | None = None
+    note: str = ""
+
+
+def _pyjobshop_refusals(problem: Problem) -> list[str]:
+    """Features of ``problem`` the PyJobShop translation cannot express faithfully."""
+    out: list[str] = []
+    if problem.objective.lexicographic is not None:
+        out.append("lexicographic objective")
+    if problem.objective.weights.get(ObjectiveName.STABILITY, 0) > 0:
+        out.append("stability objective (no reference schedule in PyJobShop)")
+    for m in problem.materials:
+        if m.receipts:
+            out.append(f"material receipts over time (material {m.id}; PyJobShop consumables are initial stock only)")
+        if m.stock != int(m.stock):
+            out.append(f"fractional stock (material {m.id})")
+    spanning_pools = set()
+    for order, op in problem.operations():
+        if op.status != OperationStatus.PLANNED or op.actual is not None:
+            out.append(f"started/done operations (operation {op.id})")
+        if order.one_group:
+            out.append(f"one_group orders (order {order.id})")
+        if any(u.quantity != int(u.quantity) for u in op.materials):
+            out.append(f"fractional material use (operation {op.id})")
+        if op.can_span_breaks:
+            spanning_pools.update(s.resource for m in op.modes for s in m.secondary)
+    resources = {r.id: r for r in problem.resources}
+    for r in problem.resources:
+        if r.has_setups:
+            zero = [op.id for _, op in problem.operations() for m in op.modes if m.resource == r.id and m.duration == 0]
+            if zero:
+                out.append(f"zero-duration operations on setup machine {r.id} (operation {zero[0]})")
+    for pid in sorted(spanning_pools):
+        cal = resources[pid].calendar
+        if cal.shifts or cal.downtimes:
+            out.append(f"pool {pid} with a calendar used by operations that span breaks (PyJobShop pauses them, "
+                       "paichan forbids pool use in its breaks)")
+    return sorted(set(out))
+
+
+def _pyjobshop_horizon(problem: Problem) -> int:
+    """The time up to which breaks are listed and by which every task must end.
+
+    PyJobShop partitions each mode's start times by the breaks it would cross, quadratic in the
+    number of breaks; listing them up to a worst-case serial horizon makes the model build take
+    minutes. Twice the latest due date or release, plus a week, is far beyond any sensible
+    schedule of the generated factory problems; a peer that runs out of it reports infeasible.
+    """
+    latest = max([problem.now] + [o.release for o in problem.orders]
+                 + [o.due for o in problem.orders if o.due is not None]
+                 + [o.deadline for o in problem.orders if o.deadline is not None])
+    return 2 * latest + 7 * 1440
+
+
+def _setup_before(problem: Problem, entries: list[ScheduledOperation]) -> None:
+    """Set ``setup_before`` to the changeover each entry needs after its predecessor on the machine."""
+    resources = {r.id: r for r in problem.resources}
+    families = {op.id: op.family for _, op in problem.operations()}
+    by_machine: dict[str, list[ScheduledOperation]] = {}
+    for e in entries:
+        if e.end > e.start:
+            by_machine.setdefault(e.resource, []).append(e)
+    for rid, ops in by_machine.items():
+        machine = resources[rid]
+        if not machine.has_setups:
+            continue
+        ops.sort(key=lambda e: (e.start, e.end, e.operation))
+        previous = machine.initial_family
+        for e in ops:
+            e.setup_before = machine.setup_time(previous, families[e.operation])
+            previous = families[e.operation]
+
+
+class _Progress(cp_model.CpSolverSolutionCallback):
+    """Records time and objective of the first solution and counts improving ones."""
+
+    def __init__(self, t0: float):
+        super().__init__()
+        self._t0 = t0
+        self.first: float | None = None
+        self.first_objective: float | None = None
+        self.count = 0
+
+    def on_solution_callback(self) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = time.perf_counter() - self._t0
+            self.first_objective = self.objective_value
+
+
+def solve_pyjobshop_rich(
+    problem: Problem, time_limit: float, workers: int, seed: int = 0, horizon: int | None = None
+) -> RichPeerResult:
+    """Factory problems through PyJobShop's OR-Tools model (calendars, setups, pools, dates, weights).
+
+    Translation: machine calendars become machine breaks (listed up to ``horizon``, which also caps
+    every task's end); ``can_span_breaks`` becomes ``allow_breaks`` (same semantics: pause over
+    breaks, start and end in working time); setups become per-pair ``SetupTime`` constraints on the
+    machine, the initial family a zero-length task fixed at the machine's first working instant that
+    every other task follows (so the first setup cannot overlap a break at time 0 there, slightly
+    stricter than paichan's rule);
+    pools become renewables; materials without receipts become consumables; release/now, deadline,
+    due date and priority go to jobs/tasks; precedences with min lags become end-before-start with
+    a delay, max lags start-before-end with a negative delay. Anything else raises ``ValueError``
+    naming the feature. PyJobShop's CP-SAT search gets ``time_limit`` minus the translation and
+    model-build time (at least 1 s), so its wall time is comparable to paichan's.
+    """
+    from pyjobshop import Model
+    from pyjobshop.solvers.ortools import CPModel
+
+    t0 = time.perf_counter()
+    refusals = _pyjobshop_refusals(problem)
+    if refusals:
+        raise ValueError("PyJobShop translation cannot express: " + "; ".join(refusals[:6]))
+    weights = problem.objective.weights
+    horizon = horizon or _pyjobshop_horizon(problem)
+    n_tasks = len(problem.operations()) + sum(r.has_setups for r in problem.resources)
+    dense = len(problem.resources) * n_tasks * n_tasks * 8
+    if any(r.has_setups for r in problem.resources) and dense > PYJOBSHOP_SETUP_MATRIX_LIMIT:
+        raise ValueError(f"setup times: PyJobShop 0.0.9 builds a dense resources x tasks x tasks matrix, "
+                         f"{dense / 2**30:.0f} GiB here (limit {PYJOBSHOP_SETUP_MATRIX_LIMIT / 2**30:.0f} GiB)")
+
+    model = Model()
+    res: dict[str, object] = {}
+    for r in problem.resources:
+        breaks = [(s, e) for s, e in r.calendar.unavailable(horizon)]
+        if r.kind == ResourceKind.MACHINE:
+            res[r.id] = model.add_machine(breaks=breaks, name=r.id)
+        else:
+            res[r.id] = model.add_renewable(capacity=r.capacity, breaks=breaks, name=r.id)
+    for m in problem.materials:
+        res[m.id] = model.add_consumable(capacity=int(m.stock), name=m.id)
+
+    tasks: dict[str, object] = {}
+    flat: list[tuple[str, Operation]] = []  # (order id, operation), in task order
+    mode_of: list[tuple[int, int]] = []  # pyjobshop mode index -> (index into flat, index into op.modes)
+    for order in problem.orders:
+        job = model.add_job(
+            weight=order.priority, release_date=order.release,
+            deadline=order.deadline if order.deadline is not None else horizon,
+            due_date=order.due if order.due is not None else horizon, name=order.id,
+        )
+        for op in order.operations:
+            task = model.add_task(job=job, earliest_start=max(order.release, problem.now), latest_end=horizon,
+                                  allow_breaks=op.can_span_breaks, name=op.id)
+            tasks[op.id] = task
+            for a, mode in enumerate(op.modes):
+                used = [res[mode.resource]] + [res[s.resource] for s in mode.secondary]
+                demands = [0] + [s.amount for s in mode.secondary]
+                used += [res[u.material] for u in op.materials]
+                demands += [int(u.quantity) for u in op.materials]
+                model.add_mode(task, used, mode.duration, demands)
+                mode_of.append((len(flat), a))
+            flat.append((order.id, op))
+        for k, op in enumerate(order.operations):
+            links = ([(order.operations[k - 1].id, 0, None)] if k else []) if op.predecessors is None else [
+                (p.operation, p.min_lag, p.max_lag) for p in op.predecessors]
+            for pred, min_lag, max_lag in links:
+                model.add_end_before_start(tasks[pred], tasks[op.id], min_lag)
+                if max_lag is not None:
+                    model.add_start_before_end(tasks[op.id], tasks[pred], -max_lag)
+
+    for r in problem.resources:
+        if not r.has_setups:
+            continue
+        on_machine = [op for _, op in flat if any(m.resource == r.id for m in op.modes)]
+        if r.initial_family is not None:
+            # PyJobShop starts no task inside a break, so the marker sits at the first working instant.
+            breaks = r.calendar.unavailable(horizon)
+            first = breaks[0][1] if breaks and breaks[0][0] <= 0 else 0
+            dummy = model.add_task(earliest_start=first, latest_start=first, latest_end=first,
+                                   name=f"initial:{r.id}")
+            model.add_mode(dummy, res[r.id], 0)
+            for op in on_machine:
+                d = r.setup_time(r.initial_family, op.family)
+                if d:
+                    model.add_setup_time(res[r.id], dummy, tasks[op.id], d)
+        for a in on_machine:
+            for b in on_machine:
+                d = r.setup_time(a.family, b.family) if a.id != b.id else 0
+                if d:
+                    model.add_setup_time(res[r.id], tasks[a.id], tasks[b.id], d)
+
+    model.set_objective(
+        weight_makespan=weights.get(ObjectiveName.MAKESPAN, 0),
+        weight_total_tardiness=weights.get(ObjectiveName.WEIGHTED_TARDINESS, 0),
+        weight_total_setup_time=weights.get(ObjectiveName.SETUP, 0),
+    )
+    data = model.data()
+    cpm = CPModel(data)
+    build = time.perf_counter() - t0
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = max(1.0, time_limit - build)
+    solver.parameters.num_workers = workers
+    solver.parameters.random_seed = seed
+    progress = _Progress(t0)
+    code = solver.solve(cpm.model, progress)
+    status = _status(solver.status_name(code))
+    wall = time.perf_counter() - t0
+    out = RichPeerResult(status, None, None, None, wall, progress.first, first_objective=progress.first_objective,
+                         solutions=progress.count, build_time=build, horizon=horizon)
+    if status not in ("optimal", "feasible"):
+        return out
+
+    variables = cpm.variables
+    entries = []
+    for t, (order_id, op) in enumerate(flat):
+        var = variables.task_vars[t]
+        chosen = [i for i in data.task2modes(t) if solver.boolean_value(variables.mode_vars[i])]
+        if len(chosen) != 1:
+            raise RuntimeError(f"pyjobshop selected {len(chosen)} modes for task {t} ({op.id})")
+        index, a = mode_of[chosen[0]]
+        if index != t:
+            raise RuntimeError(f"pyjobshop returned mode {chosen[0]} of another task for task {t} ({op.id})")
+        entries.append(ScheduledOperation(
+            operation=op.id, order=order_id, resource=op.modes[a].resource, mode=a,
+            start=solver.value(var.start), end=solver.value(var.end),
+        ))
+    _setup_before(problem, entries)
+    out.schedule = Schedule(problem=problem.name, operations=entries)
+    out.makespan = max((e.end for e in entries), default=0)
+    out.objective = solver.objective_value
+    out.bound = solver.best_objective_bound
+    return out

@@ -1,0 +1,61 @@
+"""The factory generator: sizes, determinism by seed, valid problems, every feature present, speed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from paichan.domain import DowntimeKind, ResourceKind, validate
+from paichan.generators import factory_instance
+
+
+@pytest.mark.parametrize("size", [3, 4, 7, 8, 100, 500, 2000])
+def test_sizes_and_validity(size: int) -> None:
+    problem = factory_instance(size, seed=1)
+    assert len(problem.operations()) == size
+    validate(problem)
+    assert all(3 <= len(o.operations) <= 6 for o in problem.orders)
+
+
+def test_same_seed_same_problem_other_seed_other_problem() -> None:
+    a, b, c = factory_instance(300, 5), factory_instance(300, 5), factory_instance(300, 6)
+    assert a.model_dump_json() == b.model_dump_json()
+    assert a.model_dump_json() != c.model_dump_json()
+
+
+def test_every_feature_is_present() -> None:
+    problem = factory_instance(500, 0)
+    machines = [r for r in problem.resources if r.kind == ResourceKind.MACHINE]
+    pools = [r for r in problem.resources if r.kind == ResourceKind.POOL]
+    patterns = {tuple((s.start, s.end) for s in m.calendar.shifts) for m in machines}
+    assert len(patterns) == 3  # 24 h, two shifts, day shift
+    assert all(any(d.kind == DowntimeKind.MAINTENANCE for d in m.calendar.downtimes) for m in machines)
+    assert any(m.setups and m.initial_family for m in machines) and any(not m.has_setups for m in machines)
+    assert len(pools) == 1 and pools[0].capacity >= 2
+    ops = [op for _, op in problem.operations()]
+    assert all(2 <= len(op.modes) <= 3 for op in ops)
+    assert any(m.secondary for op in ops for m in op.modes)
+    assert any(op.can_span_breaks for op in ops)
+    assert len({op.family for op in ops}) >= 3
+    assert any(o.release > 0 for o in problem.orders) and all(o.due is not None for o in problem.orders)
+    assert len({o.priority for o in problem.orders}) > 1
+    assert {m.id for m in problem.materials} == {"STEEL", "PARTS"}
+    assert all(m.receipts for m in problem.materials)
+    assert all(o.operations[0].materials for o in problem.orders)
+
+
+def test_options_drop_materials_and_spanning() -> None:
+    problem = factory_instance(200, 0, materials=False, spanning=False)
+    validate(problem)
+    assert not problem.materials
+    assert not any(op.materials or op.can_span_breaks for _, op in problem.operations())
+
+
+def test_ten_thousand_operations_quickly() -> None:
+    t0 = time.perf_counter()
+    problem = factory_instance(10_000, 0)
+    elapsed = time.perf_counter() - t0
+    validate(problem)
+    assert len(problem.operations()) == 10_000
+    assert elapsed < 3.0
