@@ -2,5 +2,6 @@
 
 from paichan.solver.api import SolutionEvent, SolveParams, SolveResult, SolveStatus
 from paichan.solver.solve import solve
+from paichan.solver.verdict import ModelVerdict, model_verdict
 
-__all__ = ["SolutionEvent", "SolveParams", "SolveResult", "SolveStatus", "solve"]
+__all__ = ["ModelVerdict", "SolutionEvent", "SolveParams", "SolveResult", "SolveStatus", "model_verdict", "solve"]

@@ -54,3 +54,4 @@ class SolveResult(BaseModel):
     stats: dict[str, float | int | str] = Field(default_factory=dict)
     infeasibility: list[str] = Field(default_factory=list)  # human-readable reasons
     history: list[SolutionEvent] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)  # e.g. a solver defect caught by the checker

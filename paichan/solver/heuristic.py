@@ -197,6 +197,7 @@ def generate(
             if indeg[j] == 0:
                 heapq.heappush(heap, (_ready_time(cp, j, end, min_start), priority[j], j))
 
+    violations.extend(_record_setups(cp, mode, start, end, setup))
     for o, ids in enumerate(cp.order_ops):
         if cp.order_one_group[o]:
             used = {cp.ops[i].modes[mode[i]].group for i in ids} - {None}
@@ -211,6 +212,58 @@ def generate(
         if c.deadline is not None and end[c.idx] > c.deadline:
             violations.append(f"order {cp.order_ids[c.order]} misses its deadline {c.deadline}")
     return Timetable(mode, start, end, setup, not violations, violations)
+
+
+def _record_setups(cp: CProblem, mode: list[int], start: list[int], end: list[int], setup: list[int]) -> list[str]:
+    """Setup before each operation on a machine with setups, from the final sequence.
+
+    Fixed (started/done) work was committed without one; planned work got it while
+    being appended. Returns the places where the changeover does not fit.
+    """
+    out: list[str] = []
+    seqs: dict[int, list[int]] = {}
+    for c in cp.ops:
+        m = c.modes[mode[c.idx]].machine
+        if cp.machines[m].has_setups and end[c.idx] > start[c.idx]:
+            seqs.setdefault(m, []).append(c.idx)
+    for m, ids in seqs.items():
+        mach = cp.machines[m]
+        ids.sort(key=lambda i: (start[i], end[i]))
+        prev_family, free = mach.initial_family, 0
+        for i in ids:
+            setup[i] = mach.setup_time(prev_family, cp.ops[i].family)
+            if start[i] - setup[i] < free:
+                out.append(f"setup of {cp.ops[i].id} on {mach.id} does not fit after the previous operation")
+            prev_family, free = cp.ops[i].family, max(free, end[i])
+    return out
+
+
+def material_release(cp: CProblem, priority: Sequence[float]) -> list[int]:
+    """Earliest start per operation when scarce material goes to the most urgent first.
+
+    Consumers of each material, most urgent (smallest priority) first, are given the
+    earliest time at which stock plus receipts cover their own demand and that of
+    every more urgent consumer. Dispatching alone hands material to whoever is ready
+    first; holding less urgent work back keeps it for the orders that are due.
+    """
+    ready = [0] * len(cp.ops)
+    for mat in cp.materials:
+        users = sorted(((priority[c.idx], c.idx, q) for c in cp.ops for mm, q in c.materials
+                        if mm == mat.idx and not c.fixed))
+        if not users:
+            continue
+        total_need = sum(q for _, _, q in users)
+        if mat.stock + 1e-9 >= total_need:
+            continue
+        supply = [(0, mat.stock)] + [(t, q) for t, q in mat.receipts]
+        k, level, need = 0, 0.0, 0.0
+        for _, i, q in users:
+            need += q
+            while k < len(supply) and level + 1e-9 < need:
+                level += supply[k][1]
+                k += 1
+            ready[i] = max(ready[i], supply[k - 1][0])
+    return ready
 
 
 def _feasible_groups(cp: CProblem) -> dict[int, set[str]]:
@@ -300,6 +353,7 @@ def generate_repaired(
     modes: Sequence[int] | None = None,
     insertion: bool | None = None,
     rounds: int = 25,
+    min_start: Sequence[int] | None = None,
 ) -> Timetable:
     """:func:`generate`, re-run with predecessors delayed until max lags hold.
 
@@ -307,10 +361,10 @@ def generate_repaired(
     predecessor start later (just in time) on the next pass; bounded rounds.
     """
     has_max_lag = any(hi is not None for c in cp.ops for _, _, hi in c.preds)
-    tt = generate(cp, priority, modes, insertion)
+    tt = generate(cp, priority, modes, insertion, min_start=min_start)
     if not has_max_lag:
         return tt
-    extra = [0] * len(cp.ops)
+    extra = list(min_start) if min_start is not None else [0] * len(cp.ops)
     for _ in range(rounds):
         if tt.feasible:
             return tt
@@ -329,6 +383,16 @@ def generate_repaired(
 
 
 def construct(cp: CProblem, rules: Sequence[str] = RULES) -> Iterator[tuple[str, Timetable]]:
-    """Run several dispatching rules, yielding each complete timetable as soon as it exists."""
+    """Run several dispatching rules, yielding each complete timetable as soon as it exists.
+
+    With scarce material, the due-date rules also run with material allocated by
+    urgency (:func:`material_release`), as ``edd+mat`` and ``wspt+mat``.
+    """
+    scarce = any(c.materials for c in cp.ops) and cp.materials
     for rule in rules:
-        yield rule, generate_repaired(cp, priorities(cp, rule))
+        prio = priorities(cp, rule)
+        yield rule, generate_repaired(cp, prio)
+        if scarce and rule in ("edd", "wspt"):
+            ready = material_release(cp, prio)
+            if any(ready):
+                yield f"{rule}+mat", generate_repaired(cp, prio, min_start=ready)

@@ -17,18 +17,16 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ortools.sat.python import cp_model
 
 from paichan.domain import Objective
+from paichan.solver import evaluate
 from paichan.solver.api import SolveParams
 from paichan.solver.compiled import CProblem
 from paichan.solver.heuristic import generate_repaired
-from paichan.solver.model import ModelBuilder, add_hint
-
-if TYPE_CHECKING:
-    from paichan.solver.solve import _Progress
+from paichan.solver.model import ModelBuilder, add_hint, end_bounds
+from paichan.solver.search import Progress, read_timetable
 
 
 def neighbourhood(cp: CProblem, starts: list[int], modes: list[int], size: int, rng: random.Random) -> set[int]:
@@ -54,7 +52,7 @@ def neighbourhood(cp: CProblem, starts: list[int], modes: list[int], size: int, 
 def improve(
     cp: CProblem,
     objective: Objective,
-    progress: _Progress,
+    progress: Progress,
     params: SolveParams,
     deadline: float,
     stats: dict[str, float | int | str],
@@ -62,8 +60,6 @@ def improve(
     workers: int | None = None,
 ) -> None:
     """Improve ``progress.best`` by windowed CP-SAT until the deadline."""
-    from paichan.solver.solve import read_timetable
-
     rng = random.Random(params.seed)
     size = min(len(cp.ops), 120)
     steps = improved = 0
@@ -74,7 +70,8 @@ def improve(
         inc = progress.best
         assert inc is not None
         free = neighbourhood(cp, inc.start, inc.mode, size, rng)
-        built = ModelBuilder(cp, cp.horizon, free=free, base=inc, reference=progress.reference).build()
+        ub = end_bounds(cp, objective, evaluate.scalar(objective, progress.best_values or {}))
+        built = ModelBuilder(cp, cp.horizon, free=free, base=inc, reference=progress.reference, ub=ub).build()
         compact = sum(built.ops[i].end for i in free)  # tie-break: pack the window tightly
         built.model.minimize(sum(w * built.terms[t] for t, w in weights.items()) * (len(free) + 1) + compact)
         add_hint(built, cp, inc)

@@ -11,59 +11,24 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 from ortools.sat.python import cp_model
 
-from paichan.domain import Objective, ObjectiveName, Problem, validate
+from paichan.checker import check
+from paichan.domain import Objective, ObjectiveName, Problem, Schedule, validate
 from paichan.solver import evaluate, tabu
-from paichan.solver.api import SolutionEvent, SolveParams, SolveResult, SolveStatus
+from paichan.solver.api import SolveParams, SolveResult, SolveStatus
 from paichan.solver.compiled import CProblem, compile_problem
-from paichan.solver.heuristic import RULES, Timetable, construct
-from paichan.solver.model import Built, ModelBuilder, add_hint
-
-Callback = Callable[[SolutionEvent], None]
+from paichan.solver.heuristic import RULES, Timetable, construct, generate_repaired
+from paichan.solver.lns import improve
+from paichan.solver.model import Built, ModelBuilder, add_hint, end_bounds
+from paichan.solver.search import Callback, Collector, Progress, read_timetable, run_cpsat
 
 #: above this many operations the monolithic model gives way to LNS windows
 DECOMPOSE_ABOVE = 3000
-
-
-class _Progress:
-    """Keeps the incumbent, the history and forwards improvements to the caller."""
-
-    def __init__(self, cp: CProblem, objective: Objective, reference: Timetable | None, t0: float,
-                 on_solution: Callback | None) -> None:
-        self.cp, self.objective, self.reference, self.t0 = cp, objective, reference, t0
-        self.on_solution = on_solution
-        self.best: Timetable | None = None
-        self.best_key: tuple[float, ...] | None = None
-        self.best_values: dict[ObjectiveName, int] | None = None
-        self.history: list[SolutionEvent] = []
-        self.first_time: float | None = None
-        self.bound: float | None = None
-        self.lock = threading.Lock()
-
-    def offer(self, tt: Timetable, source: str) -> bool:
-        """Take ``tt`` if feasible and better; report it. Returns True if taken."""
-        if not tt.feasible:
-            return False
-        with self.lock:
-            return self._offer(tt, source)
-
-    def _offer(self, tt: Timetable, source: str) -> bool:
-        values = evaluate.terms(self.cp, tt, self.reference)
-        k = evaluate.key(self.objective, values)
-        if self.best_key is not None and k >= self.best_key:
-            return False
-        self.best, self.best_key, self.best_values = tt, k, values
-        now = time.monotonic() - self.t0
-        if self.first_time is None:
-            self.first_time = now
-        ev = SolutionEvent(time=now, objective=evaluate.scalar(self.objective, values), bound=self.bound, source=source)
-        self.history.append(ev)
-        if self.on_solution is not None:
-            self.on_solution(ev)
-        return True
+#: CP-SAT variables up to which the full model gets all the time, and above which it gets only a short look
+SMALL_MODEL = 5_000
+LARGE_MODEL = 200_000
 
 
 def solve(problem: Problem, params: SolveParams | None = None, on_solution: Callback | None = None) -> SolveResult:
@@ -75,14 +40,14 @@ def solve(problem: Problem, params: SolveParams | None = None, on_solution: Call
     cp = compile_problem(problem)
     objective = problem.objective
     reference = evaluate.from_schedule(cp, params.reference) if params.reference is not None else None
-    progress = _Progress(cp, objective, reference, t0, on_solution)
+    progress = Progress(cp, objective, reference, t0, on_solution)
 
     reasons = precheck(cp)
     if reasons:
         return SolveResult(status=SolveStatus.INFEASIBLE, infeasibility=reasons, wall_time=time.monotonic() - t0)
 
     if reference is not None and reference.feasible:
-        progress.offer(_repair_reference(cp, reference), "reference")
+        _offer_reference(cp, problem, params.reference, reference, progress)
     if params.use_heuristic:
         rules = RULES if len(cp.ops) <= 20000 else ("wspt", "mwkr")
         for rule, tt in construct(cp, rules):
@@ -96,8 +61,6 @@ def solve(problem: Problem, params: SolveParams | None = None, on_solution: Call
         stats["method"] = "tabu+cp-sat"
         status = _core_search(cp, objective, progress, params, deadline, stats)
     elif decompose and progress.best is not None:
-        from paichan.solver.lns import improve
-
         stats["method"] = "lns"
         improve(cp, objective, progress, params, deadline, stats)
         status = SolveStatus.FEASIBLE
@@ -113,6 +76,12 @@ def solve(problem: Problem, params: SolveParams | None = None, on_solution: Call
     if progress.best is None:
         return SolveResult(status=SolveStatus.UNKNOWN, wall_time=time.monotonic() - t0, stats=stats,
                            history=progress.history)
+    warnings = _verified(problem, cp, progress, status)
+    if warnings:
+        status = SolveStatus.FEASIBLE if progress.best is not None else SolveStatus.UNKNOWN
+    if progress.best is None:
+        return SolveResult(status=SolveStatus.UNKNOWN, wall_time=time.monotonic() - t0, stats=stats,
+                           history=progress.history, warnings=warnings)
     obj = evaluate.scalar(objective, progress.best_values or {})
     bound = progress.bound
     if status == SolveStatus.OPTIMAL:
@@ -130,7 +99,49 @@ def solve(problem: Problem, params: SolveParams | None = None, on_solution: Call
         first_solution_time=progress.first_time,
         stats=stats,
         history=progress.history,
+        warnings=warnings,
     )
+
+
+def _verified(problem: Problem, cp: CProblem, progress: Progress, status: SolveStatus) -> list[str]:
+    """Hold the answer against the independent checker; fall back to the best clean one.
+
+    A schedule the checker rejects is a solver bug. The planner still gets the best
+    schedule that passes (each source's best is kept), with a warning naming the defect.
+    """
+    if progress.best is None:
+        return []
+    report = check(problem, evaluate.to_schedule(cp, progress.best))
+    if report.ok:
+        return []
+    first = report.violations[0]
+    warnings = [f"solver defect: its best schedule fails the independent checker ({len(report.violations)} "
+                f"violation(s), first: {first}); the best schedule that passes is returned instead"]
+    for key, tt in sorted(progress.by_source.values(), key=lambda kt: kt[0]):
+        if tt is progress.best or not check(problem, evaluate.to_schedule(cp, tt)).ok:
+            continue
+        progress.best, progress.best_key = tt, key
+        progress.best_values = evaluate.terms(cp, tt, progress.reference)
+        return warnings
+    progress.best = progress.best_key = progress.best_values = None
+    return [*warnings[:1], "no schedule found passes the checker"]
+
+
+def _offer_reference(cp: CProblem, problem: Problem, schedule: Schedule | None, ref: Timetable,
+                     progress: Progress) -> None:
+    """A feasible reference reaches the search as it is; a stale one is repaired, not rebuilt.
+
+    The repair keeps every operation's mode and holds it no earlier than its reference
+    start, so the parts that still fit stay where they were.
+    """
+    if schedule is not None and check(problem, schedule).ok:
+        progress.offer(Timetable(list(ref.mode), list(ref.start), list(ref.end), list(ref.setup), True, []),
+                       "reference")
+        return
+    prio = [float(x) for x in ref.start]
+    kept = [0 if cp.ops[i].fixed else ref.start[i] for i in range(len(cp.ops))]
+    progress.offer(generate_repaired(cp, prio, modes=ref.mode, insertion=False, min_start=kept), "reference")
+    progress.offer(generate_repaired(cp, prio, modes=ref.mode, insertion=False), "reference")
 
 
 def precheck(cp: CProblem) -> list[str]:
@@ -159,60 +170,16 @@ def precheck(cp: CProblem) -> list[str]:
     return out
 
 
-def _repair_reference(cp: CProblem, ref: Timetable) -> Timetable:
-    """The reference schedule re-timed with its modes and sequence (it may be stale)."""
-    from paichan.solver.heuristic import generate_repaired
-
-    prio = [float(s) for s in ref.start]
-    return generate_repaired(cp, prio, modes=ref.mode, insertion=False)
-
-
-class _Collector(cp_model.CpSolverSolutionCallback):
-    """Forwards CP-SAT's improving solutions to the progress tracker."""
-
-    def __init__(self, built: Built, cp: CProblem, progress: _Progress, source: str) -> None:
-        super().__init__()
-        self.built, self.cp, self.progress, self.source = built, cp, progress, source
-
-    def on_solution_callback(self) -> None:
-        self.progress.bound = self.best_objective_bound
-        self.progress.offer(read_timetable(self, self.built, self.cp), self.source)
-
-
-def read_timetable(solver: cp_model.CpSolver | cp_model.CpSolverSolutionCallback, built: Built,
-                   cp: CProblem, base: Timetable | None = None) -> Timetable:
-    """The timetable in the solver's current solution (base fills ops not in the model)."""
-    n = len(cp.ops)
-    if base is not None:
-        tt = Timetable(list(base.mode), list(base.start), list(base.end), list(base.setup), True, [])
-    else:
-        tt = Timetable([-1] * n, [0] * n, [0] * n, [0] * n, True, [])
-    for i, v in built.ops.items():
-        tt.start[i] = solver.value(v.start)
-        tt.end[i] = solver.value(v.end)
-        tt.mode[i] = next(k for k, p in enumerate(v.presence) if (p if isinstance(p, int) else solver.value(p)))
-        sv = built.setup_vars.get(i)
-        tt.setup[i] = int(solver.value(sv)) if sv is not None and not isinstance(sv, int) else 0
-    return tt
-
-
-def _cpsat(built: Built, params: SolveParams, time_limit: float, workers: int,
-           callback: cp_model.CpSolverSolutionCallback | None) -> tuple[cp_model.CpSolver, int]:
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(0.01, time_limit)
-    solver.parameters.num_workers = workers
-    solver.parameters.random_seed = params.seed
-    solver.parameters.log_search_progress = params.log
-    return solver, solver.solve(built.model, callback)
-
-
-def _build_full(cp: CProblem, objective: Objective, progress: _Progress,
+def _build_full(cp: CProblem, objective: Objective, progress: Progress,
                 stage: ObjectiveName | None, fixed_terms: list[tuple[ObjectiveName, int]]) -> Built:
     """The whole problem as one model, hinted with the incumbent."""
     horizon = cp.horizon
     if objective.terms() == [ObjectiveName.MAKESPAN] and progress.best_values is not None:
         horizon = progress.best_values[ObjectiveName.MAKESPAN]  # nothing later is worth finding
-    built = ModelBuilder(cp, horizon, reference=progress.reference).build()
+    ub = None
+    if stage is None and progress.best_values is not None:
+        ub = end_bounds(cp, objective, evaluate.scalar(objective, progress.best_values))
+    built = ModelBuilder(cp, horizon, reference=progress.reference, ub=ub).build()
     for term, value in fixed_terms:
         built.model.add(built.terms[term] <= value)
     if stage is None:
@@ -224,9 +191,11 @@ def _build_full(cp: CProblem, objective: Objective, progress: _Progress,
     return built
 
 
-def _monolithic(cp: CProblem, objective: Objective, progress: _Progress, params: SolveParams, deadline: float,
+def _monolithic(cp: CProblem, objective: Objective, progress: Progress, params: SolveParams, deadline: float,
                 stats: dict[str, float | int | str]) -> SolveStatus:
     """One CP-SAT model of the whole problem; lexicographic objectives in stages."""
+    if objective.lexicographic is None and progress.best is not None:
+        return _full_then_lns(cp, objective, progress, params, deadline, stats)
     stages: list[ObjectiveName | None] = list(objective.lexicographic or [None])
     fixed_terms: list[tuple[ObjectiveName, int]] = []
     all_optimal = True
@@ -236,8 +205,8 @@ def _monolithic(cp: CProblem, objective: Objective, progress: _Progress, params:
             all_optimal = False
             break
         built = _build_full(cp, objective, progress, stage, fixed_terms)
-        cb = _Collector(built, cp, progress, "cp-sat")
-        solver, st = _cpsat(built, params, left / (len(stages) - n_stage), params.workers, cb)
+        cb = Collector(built, cp, progress, "cp-sat")
+        solver, st = run_cpsat(built, params, left / (len(stages) - n_stage), params.workers, cb)
         stats[f"stage{n_stage}_status"] = solver.status_name(st)
         stats["conflicts"] = int(stats.get("conflicts", 0)) + solver.num_conflicts
         if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -257,7 +226,64 @@ def _monolithic(cp: CProblem, objective: Objective, progress: _Progress, params:
     return SolveStatus.OPTIMAL if all_optimal else SolveStatus.FEASIBLE
 
 
-def _core_search(cp: CProblem, objective: Objective, progress: _Progress, params: SolveParams, deadline: float,
+def _full_then_lns(cp: CProblem, objective: Objective, progress: Progress, params: SolveParams, deadline: float,
+                   stats: dict[str, float | int | str]) -> SolveStatus:
+    """The full model first; LNS windows where it stalls; the full model again at the end.
+
+    The full model gives bounds and proofs and is best on small problems. On rich ones
+    (many modes, calendars, setups, material) it can sit for a long time without a
+    better solution, while windows keep improving. So: a first slice of the full model
+    (short when the model is large); if it proved optimality, done; if it was still
+    improving late in its slice, it keeps the time; otherwise LNS takes over, and a
+    last slice of the full model, hinted with LNS's incumbent, looks for a proof.
+    """
+    t_start = time.monotonic()
+    built = _build_full(cp, objective, progress, None, [])
+    proto = built.model.Proto()
+    size = len(proto.variables)
+    stats["model_variables"], stats["model_constraints"] = size, len(proto.constraints)
+    left = deadline - time.monotonic()
+    first = left if size <= SMALL_MODEL else max(min(left, 1.0), (0.6 if size <= LARGE_MODEL else 0.1) * left)
+    st, last_gain = _full_slice(built, cp, progress, params, first, stats, "full")
+    if st == cp_model.OPTIMAL:
+        return SolveStatus.OPTIMAL
+    if st == cp_model.INFEASIBLE and progress.best is None:
+        return SolveStatus.INFEASIBLE
+    left = deadline - time.monotonic()
+    if left <= 0.2:
+        return SolveStatus.FEASIBLE if progress.best is not None else SolveStatus.UNKNOWN
+    still_improving = last_gain is not None and last_gain - t_start > 0.5 * first
+    if still_improving and size <= LARGE_MODEL:
+        built = _build_full(cp, objective, progress, None, [])
+        st, _ = _full_slice(built, cp, progress, params, left, stats, "full2")
+        return SolveStatus.OPTIMAL if st == cp_model.OPTIMAL else SolveStatus.FEASIBLE
+    final = 0.2 * left if size <= LARGE_MODEL else 0.0
+    stats["method"] = "cp-sat+lns"
+    improve(cp, objective, progress, params, deadline - final, stats)
+    if final > 0.2:
+        built = _build_full(cp, objective, progress, None, [])
+        st, _ = _full_slice(built, cp, progress, params, deadline - time.monotonic(), stats, "final")
+        if st == cp_model.OPTIMAL:
+            return SolveStatus.OPTIMAL
+    return SolveStatus.FEASIBLE
+
+
+def _full_slice(built: Built, cp: CProblem, progress: Progress, params: SolveParams, time_limit: float,
+                stats: dict[str, float | int | str], name: str) -> tuple[int, float | None]:
+    """Run the full model for a slice; returns its status and when it last improved the incumbent."""
+    cb = Collector(built, cp, progress, "cp-sat")
+    before = len(progress.history)
+    solver, st = run_cpsat(built, params, time_limit, params.workers, cb)
+    stats[f"{name}_status"] = solver.status_name(st)
+    stats["conflicts"] = int(stats.get("conflicts", 0)) + solver.num_conflicts
+    if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        progress.offer(read_timetable(solver, built, cp), "cp-sat")
+        progress.bound = max(progress.bound or 0.0, solver.best_objective_bound)
+    gains = [ev for ev in progress.history[before:] if ev.source == "cp-sat"]
+    return st, (progress.t0 + gains[-1].time) if gains else None
+
+
+def _core_search(cp: CProblem, objective: Objective, progress: Progress, params: SolveParams, deadline: float,
                  stats: dict[str, float | int | str]) -> SolveStatus:
     """Tabu search on this thread, CP-SAT (bounds, proofs, repairs) on the other workers."""
     assert progress.best is not None
@@ -267,14 +293,12 @@ def _core_search(cp: CProblem, objective: Objective, progress: _Progress, params
     cp_status: list[int] = [cp_model.UNKNOWN]
     large = len(cp.ops) > DECOMPOSE_ABOVE
 
-    def run_cpsat(time_limit: float, workers: int) -> None:
+    def cpsat_side(time_limit: float, workers: int) -> None:
         if large:  # a full model would stall: CP-SAT works on windows instead
-            from paichan.solver.lns import improve
-
             improve(cp, objective, progress, params, time.monotonic() + time_limit, stats, workers=workers)
             return
         built = _build_full(cp, objective, progress, None, [])
-        solver, st = _cpsat(built, params, time_limit, workers, _Collector(built, cp, progress, "cp-sat"))
+        solver, st = run_cpsat(built, params, time_limit, workers, Collector(built, cp, progress, "cp-sat"))
         cp_status[0] = st
         stats["cp_sat_status"] = solver.status_name(st)
         if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
@@ -293,14 +317,14 @@ def _core_search(cp: CProblem, objective: Objective, progress: _Progress, params
         progress.offer(search.best_timetable(), "tabu")
 
     if cp_workers >= 1:
-        worker = threading.Thread(target=run_cpsat, args=(deadline - time.monotonic(), cp_workers), daemon=True)
+        worker = threading.Thread(target=cpsat_side, args=(deadline - time.monotonic(), cp_workers), daemon=True)
         worker.start()
         search.run(deadline, stop=proved.is_set, on_improve=improved, between=between)
         worker.join()
     else:  # one worker: tabu first, CP-SAT for the rest (proofs on small instances)
         split = time.monotonic() + 0.7 * (deadline - time.monotonic())
         search.run(split, on_improve=improved)
-        run_cpsat(deadline - time.monotonic(), 1)
+        cpsat_side(deadline - time.monotonic(), 1)
     stats["tabu_iterations"] = search.iterations
     return SolveStatus.OPTIMAL if cp_status[0] == cp_model.OPTIMAL else SolveStatus.FEASIBLE
 
