@@ -14,8 +14,8 @@ Every schedule goes through ``paichan.checker.check``; one the checker rejects i
 never counted. Objectives are recomputed from the checker's KPIs with the problem's weights.
 The best-known objective of an instance is the best checker-clean objective of all its runs
 (plus one long paichan run with ``--long``); gaps are to it and to the best valid bound.
-Each run happens in a child process with a hard timeout, so a crash or a hang is a failure,
-not the end of the benchmark.
+Each run happens in a child process killed after 2 x time limit + 90 s, so a crash, a hang or a
+model too big to build in time is a failure, not the end of the benchmark.
 
 Example::
 
@@ -147,7 +147,8 @@ def _child(conn: Any, solver: str, problem_json: str, time_limit: float, workers
     except Exception as exc:
         kind = "refused" if isinstance(exc, ValueError) and solver == "pyjobshop" else "raised"
         claim = Claim(status="error", error=f"{kind} {type(exc).__name__}: {exc}")
-        traceback.print_exc(file=sys.stderr)
+        if kind == "raised":
+            traceback.print_exc(file=sys.stderr)
     claim.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     conn.send(claim.model_dump_json())
     conn.close()
@@ -163,12 +164,13 @@ def run_isolated(solver: str, problem: Problem, time_limit: float, workers: int,
     proc.start()
     child.close()
     payload: str | None = None
-    if parent.poll(hard_timeout):
+    answered = parent.poll(hard_timeout)
+    if answered:
         try:
             payload = parent.recv()
         except EOFError:
             payload = None
-    proc.join(timeout=30)
+    proc.join(timeout=30 if answered else 0)
     if proc.is_alive():
         proc.kill()
         proc.join()
@@ -282,13 +284,16 @@ def _f(x: float | None, spec: str = ".1f") -> str:
 
 
 def _work(r: Run) -> str:
+    """Did the search do anything: improvement over the first solution, and where the final one came from."""
     if r.failed:
         return "-"
     first = _f(r.first_objective, ".0f")
-    tail = f", {r.solutions} sol" if r.solutions is not None else ""
-    src = f", final from {r.final_source}" if r.final_source and r.solver != "pyjobshop" else ""
+    count = f", {r.solutions} improving" if r.solutions is not None else ""
+    if r.final_source.startswith(("heuristic", "reference")):
+        return f"search found nothing better than the dispatching rule ({r.final_source}; first {first}{count})"
     moved = {True: "improved", False: "no improvement", None: "?"}[r.improved]
-    return f"{moved} (first {first}{tail}{src})"
+    src = f", final from {r.final_source}" if r.final_source and r.solver != "pyjobshop" else ""
+    return f"{moved} (first {first}{count}{src})"
 
 
 def render(meta: dict[str, Any], summaries: list[InstanceSummary], runs: list[Run], planned: int) -> str:
@@ -413,7 +418,7 @@ def main(argv: list[str] | None = None) -> int:
                 base = {"instance": problem.name, "size": size, "seed": seed, "operations": summary.operations,
                         "time_limit": limit, "solver": solver}
                 claim = run_isolated("paichan" if solver == LONG else solver, problem, limit, args.workers, 0,
-                                     hard_timeout=3 * limit + 180)
+                                     hard_timeout=2 * limit + 90)
                 run = verify(problem, base, claim)
                 runs.append(run)
                 mine.append(run)

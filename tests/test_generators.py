@@ -59,3 +59,24 @@ def test_ten_thousand_operations_quickly() -> None:
     validate(problem)
     assert len(problem.operations()) == 10_000
     assert elapsed < 3.0
+
+
+@pytest.mark.parametrize("size", [12, 30])
+def test_pyjobshop_translation_is_checker_clean_and_scores_the_same(size: int) -> None:
+    pytest.importorskip("pyjobshop")
+    from bench.peers import solve_pyjobshop_rich
+    from paichan.checker import assert_feasible
+
+    problem = factory_instance(size, seed=0, materials=False)
+    result = solve_pyjobshop_rich(problem, time_limit=10, workers=1)
+    assert result.status in ("optimal", "feasible") and result.schedule is not None
+    kpis = assert_feasible(problem, result.schedule)
+    assert result.objective == 100 * kpis.weighted_tardiness + kpis.makespan
+
+
+def test_pyjobshop_refuses_receipts_by_name() -> None:
+    pytest.importorskip("pyjobshop")
+    from bench.peers import solve_pyjobshop_rich
+
+    with pytest.raises(ValueError, match="material receipts over time"):
+        solve_pyjobshop_rich(factory_instance(30, seed=0), time_limit=1, workers=1)
