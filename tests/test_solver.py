@@ -180,8 +180,10 @@ def test_progress_callback_streams_improving_solutions() -> None:
 def test_large_problem_goes_through_lns_and_stays_feasible() -> None:
     p = demo_plant(orders=40)
     result, _ = solved(p, time_limit=6, decompose=True)
-    assert result.stats["method"] == "lns" and int(result.stats["lns_steps"]) > 0
-    assert result.history[-1].objective <= result.history[0].objective
+    assert result.stats["method"] == "lns" and int(result.stats["lns_improving_steps"]) > 0
+    start = min(ev.objective for ev in result.history if ev.source.startswith("heuristic"))
+    assert any(ev.source == "lns" for ev in result.history)
+    assert result.objective is not None and result.objective < start  # LNS improved on its start
 
 
 def test_demo_plant_is_feasible() -> None:

@@ -327,8 +327,12 @@ def run_agents(sc: Scenario, out: Path, progress: Progress = _stderr, timeout: f
     return kpis
 
 
-def run_centralised(sc: Scenario, out: Path, time_limit: float, progress: Progress = _stderr) -> dict[str, Any]:
-    """The same scenario as one CP-SAT problem (disruptions known from the start)."""
+def run_centralised(sc: Scenario, out: Path, time_limit: float, progress: Progress = _stderr,
+                    reference: Schedule | None = None) -> dict[str, Any]:
+    """The same scenario as one CP-SAT problem (disruptions known from the start).
+
+    ``reference`` (e.g. the agents' schedule) seeds the search as a warm start.
+    """
     from paichan.solver import SolveParams, solve
 
     t0 = time.monotonic()
@@ -336,13 +340,15 @@ def run_centralised(sc: Scenario, out: Path, time_limit: float, progress: Progre
                                   if d.type == "supplier_delay"})
     progress(f"centralised: {len(problem.orders)} orders, {sum(len(o.operations) for o in problem.orders)} operations, "
              f"{len(problem.resources)} machines; solving for {time_limit:g} s")
-    result = solve(problem, SolveParams(time_limit=time_limit, workers=2),
+    result = solve(problem, SolveParams(time_limit=time_limit, workers=2, reference=reference),
                    on_solution=lambda ev: progress(f"[{ev.time:6.1f}s] objective {ev.objective:g} ({ev.source})"))
     wall = time.monotonic() - t0
     schedule = result.schedule or Schedule(problem=sc.name)
     extra = {"mode": "centralised", "wall_time_s": round(wall, 2), "status": result.status.value,
              "objective": result.objective, "best_bound": result.best_bound, "messages": 0,
-             "method": result.stats.get("method")}
+             "method": result.stats.get("method"), "warnings": result.warnings,
+             "model_variables": result.stats.get("model_variables"),
+             "model_constraints": result.stats.get("model_constraints")}
     kpis = write_outputs(out, sc, problem, schedule, extra)
     progress(f"done in {wall:.1f} s: {_kpi_line(kpis)}")
     return kpis

@@ -389,10 +389,13 @@ def construct(cp: CProblem, rules: Sequence[str] = RULES) -> Iterator[tuple[str,
     urgency (:func:`material_release`), as ``edd+mat`` and ``wspt+mat``.
     """
     scarce = any(c.materials for c in cp.ops) and cp.materials
-    for rule in rules:
+    dated = any(d is not None for d in cp.order_due)
+    # with due dates the due-date rules come first: a caller short of time stops after any rule
+    order = sorted(rules, key=lambda r: r not in ("edd", "wspt")) if dated else list(rules)
+    for rule in order:
         prio = priorities(cp, rule)
-        yield rule, generate_repaired(cp, prio)
         if scarce and rule in ("edd", "wspt"):
             ready = material_release(cp, prio)
             if any(ready):
                 yield f"{rule}+mat", generate_repaired(cp, prio, min_start=ready)
+        yield rule, generate_repaired(cp, prio)
