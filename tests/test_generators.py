@@ -80,3 +80,18 @@ def test_pyjobshop_refuses_receipts_by_name() -> None:
 
     with pytest.raises(ValueError, match="material receipts over time"):
         solve_pyjobshop_rich(factory_instance(30, seed=0), time_limit=1, workers=1)
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_paichan_and_pyjobshop_prove_the_same_optimum(seed: int) -> None:
+    """Two independent models of the same semantics must agree on small instances they both solve to optimality."""
+    pytest.importorskip("pyjobshop")
+    from bench.peers import solve_pyjobshop_rich
+    from paichan.solver import solve
+    from paichan.solver.api import SolveParams, SolveStatus
+
+    problem = factory_instance(40, seed=seed, materials=False)
+    peer = solve_pyjobshop_rich(problem, time_limit=20, workers=2)
+    ours = solve(problem, SolveParams(time_limit=20, workers=2))
+    assert peer.status == "optimal" and ours.status == SolveStatus.OPTIMAL
+    assert ours.objective == peer.objective
