@@ -92,6 +92,7 @@ class Run(BaseModel):
     peak_rss_mb: float | None = None
     gap_best_known_pct: float | None = None
     gap_bound_pct: float | None = None
+    schedule_missing: bool = False  # the solver returned no schedule (or errored)
     notes: list[str] = Field(default_factory=list)
 
 
@@ -211,9 +212,11 @@ def verify(problem: Problem, base: dict[str, Any], claim: Claim) -> Run:
         run.notes.append(claim.note)
     if claim.error:
         run.notes.append(claim.error)
+        run.schedule_missing = True
         return run
     if claim.schedule is None:
         run.notes.append(f"no schedule (status {claim.status})")
+        run.schedule_missing = True
         return run
     try:
         report = check(problem, claim.schedule)
@@ -302,8 +305,8 @@ def render(meta: dict[str, Any], summaries: list[InstanceSummary], runs: list[Ru
     out += ["```", meta["command"], "```", ""]
     if len(runs) < planned:
         out += [f"**PARTIAL: {len(runs)} of {planned} runs done.**", ""]
-    for key in ("date", "machine", "cpu_count", "ram", "load_average_at_start", "python", "ortools", "pyjobshop",
-                "paichan", "git", "generator"):
+    for key in ("date", "machine", "cpu_count", "ram", "load_average_at_start", "load_average_at_end", "python",
+                "ortools", "pyjobshop", "paichan", "git", "generator", "workers"):
         out.append(f"- {key}: {meta.get(key)}")
     out += [
         "",
@@ -318,6 +321,29 @@ def render(meta: dict[str, Any], summaries: list[InstanceSummary], runs: list[Ru
     by_instance: dict[str, list[Run]] = {}
     for r in runs:
         by_instance.setdefault(r.instance, []).append(r)
+    solvers = list(dict.fromkeys(r.solver for r in runs if r.solver != LONG))
+    if runs:
+        out += ["## Summary: checker-verified objective (gap to best known %)", "",
+                "| instance | best known | best bound | limit s | " + " | ".join(solvers) + " |",
+                "|---|---|---|---|" + "---|" * len(solvers)]
+        for s in summaries:
+            rs = by_instance.get(s.instance, [])
+            for limit in dict.fromkeys(r.time_limit for r in rs if r.solver != LONG):
+                cells = []
+                for solver in solvers:
+                    r = next((x for x in rs if x.solver == solver and x.time_limit == limit), None)
+                    if r is None:
+                        cells.append("")
+                    elif r.failed:
+                        why = "refused" if any(n.startswith("refused") for n in r.notes) else (
+                            "killed" if any(n.startswith("killed") for n in r.notes) else "no schedule"
+                            if r.schedule_missing else "REJECTED")
+                        cells.append(f"FAILED ({why})")
+                    else:
+                        cells.append(f"{r.objective} ({_f(r.gap_best_known_pct, '+.1f')})")
+                out.append(f"| {s.instance} | {_f(s.best_known, '.0f')} | {_f(s.best_bound, '.0f')} | {limit:g} | "
+                           + " | ".join(cells) + " |")
+        out.append("")
     for s in summaries:
         rs = by_instance.get(s.instance, [])
         out += [f"## {s.instance}: {s.operations} operations, {s.orders} orders, {s.machines} machines", ""]
@@ -429,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"bound={_f(run.bound, '.0f')} first_s={_f(run.first_solution_time, '.2f')} "
                       f"wall_s={run.wall_time:.1f} {state}", file=sys.stderr, flush=True)
                 write()
+    meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     write()
     print(f"wrote {args.output} and {json_path}", file=sys.stderr)
     return 0
