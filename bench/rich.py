@@ -373,13 +373,15 @@ def render(meta: dict[str, Any], summaries: list[InstanceSummary], runs: list[Ru
 
 
 def _git() -> str:
+    """The commit being measured: ``git log -1``, or ``$PAICHAN_REV`` when run from an exported tree."""
     try:
         import subprocess
 
-        return subprocess.run(["git", "log", "-1", "--format=%h %s"], capture_output=True, text=True,
-                              check=False).stdout.strip()[:100]
+        out = subprocess.run(["git", "log", "-1", "--format=%h %s"], capture_output=True, text=True,
+                             check=False, cwd=Path(__file__).parent).stdout.strip()[:100]
     except OSError:
-        return "unknown"
+        out = ""
+    return out or os.environ.get("PAICHAN_REV", "unknown")
 
 
 def main(argv: list[str] | None = None) -> int:
