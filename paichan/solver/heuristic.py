@@ -98,8 +98,8 @@ def generate(
     win_ends = [[e for _, e in m.windows] for m in cp.machines]
     pool_win_ends = [[e for _, e in p.windows] for p in cp.pools]
     mstate = [_MachineState(m.initial_family) for m in cp.machines]
-    pool_use: list[list[tuple[int, int, int]]] = [[] for _ in cp.pools]
-    consumed: list[list[tuple[int, float]]] = [[] for _ in cp.materials]
+    pool_use = [PoolProfile() for _ in cp.pools]
+    ledgers = [MaterialLedger(m.stock, m.receipts) for m in cp.materials]
     mode = [-1] * n
     start = [0] * n
     end = [0] * n
@@ -122,9 +122,9 @@ def generate(
                 st.last_end = e
                 st.last_family = c.family
         for p, amount in md.secondary:
-            pool_use[p].append((s, e, amount))
+            pool_use[p].add(s, e, amount)
         for mat, q in c.materials:
-            consumed[mat].append((s, q))
+            ledgers[mat].add(s, q)
 
     # Work already started or done is fixed first.
     for c in cp.ops:
@@ -165,12 +165,11 @@ def generate(
                 s, e = place(m.windows, win_ends[md.machine], t, md.duration, c.span)
                 for p, amount in md.secondary:
                     pool = cp.pools[p]
-                    s2 = _pool_start(pool_use[p], pool.capacity, amount, s, e - s)
+                    s2 = pool_use[p].earliest(pool.capacity, amount, s, e - s)
                     s2, _ = place(pool.windows, pool_win_ends[p], s2, e - s, False)
                     s = max(s, s2)
                 for mat, q in c.materials:
-                    supply = cp.materials[mat]
-                    s = max(s, _material_start(supply.stock, supply.receipts, consumed[mat], q, s))
+                    s = max(s, ledgers[mat].earliest(q, s))
                 t = s
                 if t == t_prev:
                     break
@@ -197,7 +196,7 @@ def generate(
             if indeg[j] == 0:
                 heapq.heappush(heap, (_ready_time(cp, j, end, min_start), priority[j], j))
 
-    violations.extend(_record_setups(cp, mode, start, end, setup))
+    violations.extend(record_setups(cp, mode, start, end, setup))
     for o, ids in enumerate(cp.order_ops):
         if cp.order_one_group[o]:
             used = {cp.ops[i].modes[mode[i]].group for i in ids} - {None}
@@ -214,7 +213,7 @@ def generate(
     return Timetable(mode, start, end, setup, not violations, violations)
 
 
-def _record_setups(cp: CProblem, mode: list[int], start: list[int], end: list[int], setup: list[int]) -> list[str]:
+def record_setups(cp: CProblem, mode: list[int], start: list[int], end: list[int], setup: list[int]) -> list[str]:
     """Setup before each operation on a machine with setups, from the final sequence.
 
     Fixed (started/done) work was committed without one; planned work got it while
@@ -307,44 +306,86 @@ def gap_start(
         return s
 
 
-def _pool_start(use: list[tuple[int, int, int]], cap: int, amount: int, t: int, d: int) -> int:
-    """Earliest start >= t with ``amount`` of the pool free for ``d`` time units."""
-    if d == 0:
-        return t
-    candidates = sorted({t} | {e for _, e, _ in use if e > t})
-    for c in candidates:
-        events = [(s, a) for s, e, a in use if s < c + d and e > c]
-        if not events:
-            return c
-        points = sorted({c} | {s for s, _, _ in use if c < s < c + d})
-        if all(sum(a for s, e, a in use if s <= p < e) + amount <= cap for p in points):
-            return c
-    return candidates[-1]
+class PoolProfile:
+    """A pool's usage over time as a step function: change points and the level after each.
 
+    ``earliest`` and ``add`` touch only the steps around the query, so placing n
+    operations costs about O(n log n) rather than O(n^2) per pool.
+    """
 
-def _material_start(
-    stock: float, receipts: list[tuple[int, float]], consumed: list[tuple[int, float]], q: float, t: int
-) -> int:
-    """Earliest start >= t at which consuming q never drives the stock negative."""
-    events = sorted([(rt, rq) for rt, rq in receipts] + [(ct, -cq) for ct, cq in consumed])
-    times = sorted({t} | {rt for rt, _ in receipts if rt > t})
-    for c in times:
-        level = stock
-        ok = True
-        for et, eq in events:
-            if et <= c:
-                level += eq
-        if level + 1e-9 < q:
-            continue
-        for et, eq in events:
-            if et > c:
-                level += eq
-                if level + 1e-9 < q:
-                    ok = False
+    __slots__ = ("levels", "times")
+
+    def __init__(self) -> None:
+        self.times: list[int] = [-(1 << 62)]  # level[k] holds on [times[k], times[k+1])
+        self.levels: list[int] = [0]
+
+    def earliest(self, cap: int, amount: int, t: int, d: int) -> int:
+        """Earliest start >= t with ``amount`` free for ``d`` time units."""
+        if d == 0:
+            return t
+        c = t
+        k = bisect_right(self.times, c) - 1
+        while True:
+            j = k
+            while j < len(self.times) and (j == k or self.times[j] < c + d):
+                if self.levels[j] + amount > cap:
                     break
-        if ok:
-            return c
-    return times[-1]
+                j += 1
+            else:
+                return c
+            c = self.times[j + 1] if j + 1 < len(self.times) else c  # after the step that is too full
+            k = j + 1
+
+    def _split(self, t: int) -> int:
+        k = bisect_right(self.times, t) - 1
+        if self.times[k] != t:
+            self.times.insert(k + 1, t)
+            self.levels.insert(k + 1, self.levels[k])
+            k += 1
+        return k
+
+    def add(self, s: int, e: int, amount: int) -> None:
+        if e <= s:
+            return
+        i = self._split(s)
+        j = self._split(e)
+        for k in range(i, j):
+            self.levels[k] += amount
+
+
+class MaterialLedger:
+    """Stock, receipts and what placed work consumes, checked just before each receipt.
+
+    Receipts come at fixed times and work consumes at its start, so the stock can only
+    run short just before a receipt (or at the end): work starting before receipt time
+    ``r`` must fit in what arrived before ``r``. A query costs O(receipts^2), whatever the
+    number of consumers.
+    """
+
+    __slots__ = ("before", "times", "total", "total_supply", "used")
+
+    def __init__(self, stock: float, receipts: list[tuple[int, float]]) -> None:
+        self.times = sorted({t for t, _ in receipts})
+        self.before = [stock + sum(q for t, q in receipts if t < r) for r in self.times]
+        self.total_supply = stock + sum(q for _, q in receipts)
+        self.used = [0.0] * len(self.times)  # consumption starting before times[j]
+        self.total = 0.0
+
+    def _fits(self, q: float, c: int) -> bool:
+        if self.total + q > self.total_supply + 1e-9:
+            return False
+        j = bisect_right(self.times, c)  # receipts after c: their checkpoint sees this consumption
+        return all(self.used[k] + q <= self.before[k] + 1e-9 for k in range(j, len(self.times)))
+
+    def earliest(self, q: float, t: int) -> int:
+        """Earliest start >= t at which consuming q never drives the stock negative."""
+        candidates = [t, *self.times[bisect_right(self.times, t):]]
+        return next((c for c in candidates if self._fits(q, c)), candidates[-1])
+
+    def add(self, c: int, q: float) -> None:
+        for k in range(bisect_right(self.times, c), len(self.times)):
+            self.used[k] += q
+        self.total += q
 
 
 def generate_repaired(

@@ -24,9 +24,12 @@ from paichan.domain import Objective
 from paichan.solver import evaluate
 from paichan.solver.api import SolveParams
 from paichan.solver.compiled import CProblem
-from paichan.solver.heuristic import generate_repaired
+from paichan.solver.heuristic import Timetable, generate_repaired
 from paichan.solver.model import ModelBuilder, add_hint, end_bounds
 from paichan.solver.search import Progress, read_timetable
+
+#: up to this many operations every window's result is also re-timed (left-shifted) as a whole
+RETIME_UP_TO = 3000
 
 
 def neighbourhood(cp: CProblem, starts: list[int], modes: list[int], size: int, rng: random.Random) -> set[int]:
@@ -47,6 +50,16 @@ def neighbourhood(cp: CProblem, starts: list[int], modes: list[int], size: int, 
     near = [i for i in by_start if any(md.machine in machines for md in cp.ops[i].modes)]
     near.sort(key=lambda i: abs(starts[i] - t))
     return set(near[:size])
+
+
+def _window_bounds(cp: CProblem, inc: Timetable, free: set[int], cuts: list[int] | None) -> list[int]:
+    """Latest ends for a window's free operations: the objective cuts, and no further than
+    the window's own span past its end (a neighbourhood, not a proof: the incumbent fits)."""
+    hi = max(inc.end[i] for i in free)
+    span = hi - min(inc.start[i] for i in free)
+    work = sum(max(md.duration for md in cp.ops[i].modes) for i in free)
+    limit = hi + max(span, work)
+    return [min(limit, cp.horizon if cuts is None else cuts[i]) for i in range(len(cp.ops))]
 
 
 def improve(
@@ -70,7 +83,8 @@ def improve(
         inc = progress.best
         assert inc is not None
         free = neighbourhood(cp, inc.start, inc.mode, size, rng)
-        ub = end_bounds(cp, objective, evaluate.scalar(objective, progress.best_values or {}))
+        ub = _window_bounds(cp, inc, free, end_bounds(cp, objective, evaluate.scalar(objective,
+                                                                                progress.best_values or {})))
         built = ModelBuilder(cp, cp.horizon, free=free, base=inc, reference=progress.reference, ub=ub).build()
         compact = sum(built.ops[i].end for i in free)  # tie-break: pack the window tightly
         built.model.minimize(sum(w * built.terms[t] for t, w in weights.items()) * (len(free) + 1) + compact)
@@ -85,8 +99,9 @@ def improve(
         if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             tt = read_timetable(solver, built, cp, base=inc)
             taken = progress.offer(tt, "lns")
-            shifted = generate_repaired(cp, [float(s) for s in tt.start], modes=tt.mode, insertion=False)
-            taken = progress.offer(shifted, "lns") or taken
+            if len(cp.ops) <= RETIME_UP_TO or steps % 10 == 0:  # a full re-timing costs seconds on large shops
+                shifted = generate_repaired(cp, [float(s) for s in tt.start], modes=tt.mode, insertion=False)
+                taken = progress.offer(shifted, "lns") or taken
             improved += taken
         if st == cp_model.OPTIMAL and time.monotonic() - t0 < 0.5:
             size = min(len(cp.ops), int(size * 1.2) + 1)

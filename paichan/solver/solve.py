@@ -24,6 +24,8 @@ from paichan.solver.lns import improve
 from paichan.solver.model import Built, ModelBuilder, add_hint, end_bounds
 from paichan.solver.search import Callback, Collector, Progress, read_timetable, run_cpsat
 
+#: share of the time limit the dispatching rules may use once one has produced a schedule
+HEURISTIC_SHARE = 0.25
 #: above this many operations the monolithic model gives way to LNS windows
 DECOMPOSE_ABOVE = 3000
 #: CP-SAT variables up to which the full model gets all the time, and above which it gets only a short look
@@ -52,7 +54,10 @@ def solve(problem: Problem, params: SolveParams | None = None, on_solution: Call
         rules = RULES if len(cp.ops) <= 20000 else ("wspt", "mwkr")
         for rule, tt in construct(cp, rules):
             progress.offer(tt, f"heuristic:{rule}")
-            if time.monotonic() > deadline:
+            # on large problems a rule takes seconds: once there is a schedule, the rules get a quarter
+            # of the time (the due-date rules run first) and the search the rest
+            if time.monotonic() > deadline or (progress.best is not None
+                                               and time.monotonic() - t0 > HEURISTIC_SHARE * params.time_limit):
                 break
 
     decompose = params.decompose if params.decompose is not None else len(cp.ops) > DECOMPOSE_ABOVE
