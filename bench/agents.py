@@ -81,20 +81,21 @@ def main() -> int:
     args = ap.parse_args()
     from paichan.agents.runtime import run_agents, run_centralised
     from paichan.agents.scenario import load_scenario
+    from paichan.service.output import write_run
 
     rows = []
     for name in args.scenarios.split(","):
         sc = load_scenario(Path("scenarios") / f"{name}.yaml")
         work = Path(".bench-runs") / name
         print(f"== {name}: agents", file=sys.stderr, flush=True)
-        a = run_agents(sc, work / "agents")
+        a = write_run(work / "agents", run_agents(sc, work / "agents"))
         limit = max(5.0, float(a["wall_time_s"]))
         print(f"== {name}: centralised, {limit:.0f} s", file=sys.stderr, flush=True)
-        c = run_centralised(sc, work / "centralised", limit)
+        c = write_run(work / "centralised", run_centralised(sc, limit))
         ref = None
         if args.reference_limit > 0 and a["operations"] <= 1000:
             print(f"== {name}: centralised reference, {args.reference_limit:.0f} s", file=sys.stderr, flush=True)
-            ref = run_centralised(sc, work / "reference", args.reference_limit)
+            ref = write_run(work / "reference", run_centralised(sc, args.reference_limit))
         rows.append({"scenario": name, "agents": a, "centralised": c, "reference": ref})
     thr = bus_throughput()
     mem = next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))

@@ -22,6 +22,7 @@ from paichan.agents.runtime import Network, agents_schedule, run_agents
 from paichan.agents.scenario import Scenario, ScenarioError, global_problem, load_scenario, small_network
 from paichan.bus import Bus, make
 from paichan.checker import check
+from paichan.service.output import write_run
 
 
 def tiny(orders: int = 6, hosting: str = "per_plant", timeout_s: float = 5.0) -> Scenario:
@@ -35,6 +36,11 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
+def run_and_write(sc: Scenario, out: Path) -> dict:  # type: ignore[type-arg]
+    """What `paichan run` does: negotiate, then write the run's files; returns the KPIs."""
+    return write_run(out, run_agents(sc, out, progress=lambda _: None, timeout=120))
+
+
 def wait(cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
     t0 = time.monotonic()
     while not cond():
@@ -43,7 +49,7 @@ def wait(cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_negotiation_end_to_end(ray_session: None, tmp_path: Path) -> None:
-    kpis = run_agents(tiny(), tmp_path, progress=lambda _: None, timeout=120)
+    kpis = run_and_write(tiny(), tmp_path)
     assert kpis["feasible"], kpis["violations"]
     assert kpis["unscheduled_orders"] == [] and kpis["failed_orders"] == []
     kinds = {json.loads(line)["type"] for line in (tmp_path / "negotiations.jsonl").read_text().splitlines()}
@@ -64,7 +70,7 @@ def test_negotiation_end_to_end(ray_session: None, tmp_path: Path) -> None:
 def test_escalation_places_orders_at_another_plant(ray_session: None, tmp_path: Path) -> None:
     sc = tiny(orders=8)
     sc.generate_orders.due_slack = (10, 20)  # type: ignore[union-attr]  # impossible locally: every order is late
-    kpis = run_agents(sc, tmp_path, progress=lambda _: None, timeout=120)
+    kpis = run_and_write(sc, tmp_path)
     assert kpis["feasible"] and kpis["escalations"] > 0
     lines = {o["plant"] for o in json.loads((tmp_path / "schedule.json").read_text())["operations"]}
     assert lines == {"P1", "P2"}  # some of P1's orders went to P2's faster cutter
@@ -84,7 +90,7 @@ def test_late_orders_move_to_another_plant_after_a_breakdown(ray_session: None, 
                          "end": 5000}],
         "negotiation": {"respond_timeout_s": 5, "wave": 4, "replan_time_limit": 1},
     })
-    kpis = run_agents(sc, tmp_path, progress=lambda _: None, timeout=120)
+    kpis = run_and_write(sc, tmp_path)
     first = kpis["first_schedule"]
     assert first["feasible"] and first["weighted_tardiness"] == 0 and kpis["escalations"] == 0  # all fit at P1
     assert kpis["feasible"], kpis["violations"]

@@ -234,6 +234,15 @@ def supplier_receipts(m: SupplierMaterial, horizon: int) -> list[tuple[int, floa
     return sorted(out)
 
 
+def scenario_delays(sc: Scenario) -> dict[str, int]:
+    """Total supplier delay per material over the scenario's disruptions (what a run has played by its end)."""
+    delays: dict[str, int] = {}
+    for d in sc.disruptions:
+        if d.type == "supplier_delay" and d.material and d.delay:
+            delays[d.material] = delays.get(d.material, 0) + d.delay
+    return delays
+
+
 def global_problem(sc: Scenario, delays: dict[str, int] | None = None) -> Problem:
     """The whole network as one problem: an order runs on one line (``one_group``)."""
     horizon = sc.horizon_days * 1440
