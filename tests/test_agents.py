@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import ray
-from conftest import REDIS_URL as URL
 
 from paichan.agents.explain import load_journal, order_story, summary
 from paichan.agents.host import HostCore
@@ -102,7 +101,7 @@ def test_late_orders_move_to_another_plant_after_a_breakdown(ray_session: None, 
 
 def test_duplicates_never_double_book(bus: Bus) -> None:
     sc = tiny(orders=2)
-    core = HostCore(sc.model_dump_json(), ["P1", "P1/L1", "P1/L2", "S1"], URL, bus.ns)
+    core = HostCore(sc.model_dump_json(), ["P1", "P1/L1", "P1/L2", "S1"], bus.url, bus.ns)
     try:
         spec = sc.order_specs()[0]
         env = make(NewOrder(order=spec.model_copy(update={"plant": "P1"})), "erp", "P1", "o")
@@ -130,7 +129,7 @@ def test_duplicates_never_double_book(bus: Bus) -> None:
 
 def test_poison_messages_go_to_dead_letters_and_agents_carry_on(bus: Bus) -> None:
     sc = tiny(orders=1)
-    core = HostCore(sc.model_dump_json(), ["P1", "P1/L1", "P1/L2", "S1"], URL, bus.ns)
+    core = HostCore(sc.model_dump_json(), ["P1", "P1/L1", "P1/L2", "S1"], bus.url, bus.ns)
     try:
         bus.send_raw("P1/L1", {"envelope": "{broken"})
         bus.send(make(Award(order_id="unknown", line="P1/L1"), "P1", "S1", "x"))  # wrong recipient: handler error
