@@ -180,7 +180,13 @@ def test_bad_scenario_names_the_field(tmp_path: Path) -> None:
                    "plants: [{id: P, lines: [{id: L, calendar: nope, machines: [{id: M, type: cut}]}]}]\n")
     with pytest.raises(ScenarioError) as e:
         load_scenario(bad)
-    assert "bad.yaml" in str(e.value) and "products.p.steps.0.minutes_per_unit" in str(e.value)
+    assert "bad.yaml" in str(e.value) and "line 2: products.p.steps.0.minutes_per_unit" in str(e.value)
+    bad.write_text("name: x\nproducts:\n  p:\n    steps:\n      - name: a\n        machine_type: cut\n"
+                   "        minutes_per_unit: 1\n\n      - name: b\n        machine_type: cut\n"
+                   "        minutes_per_unit: often\nplants: []\n")
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(bad)
+    assert "line 11: products.p.steps.1.minutes_per_unit" in str(e.value)  # the YAML line as well as the path
     bad.write_text("name: x\nproducts: {p: {steps: [{name: a, machine_type: cut, minutes_per_unit: 1}]}}\n"
                    "plants: [{id: P, lines: [{id: L, calendar: nope, machines: [{id: M, type: cut}]}]}]\n")
     with pytest.raises(ScenarioError) as e:
