@@ -152,6 +152,8 @@ def test_check_bad_input_is_one_line_exit_2_and_infeasible_is_exit_1(tmp_path: P
         assert r.stderr.startswith(f"error: {sched}") and words in r.stderr, r.stderr
     r = run("check", str(empty), str(wrong))
     assert r.returncode == 2 and r.stderr.startswith(f"error: {empty}: empty file"), r.stderr
+    r = run("check", str(wrong), str(wrong))  # a schedule given as the problem
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "resources: Field required" in r.stderr, r.stderr
     ok = tmp_path / "ok.json"
     ok.write_text(json.dumps({"operations": [{"operation": "a", "order": "O", "resource": "M", "mode": 0,
                                               "start": 0, "end": 5}]}))

@@ -26,6 +26,9 @@ class JournalError(ValueError):
 def load_journal(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
+        if not (path / "negotiations.jsonl").is_file():
+            raise JournalError(f"{path}: no negotiations.jsonl here: explain needs the output directory of "
+                               "`paichan run` (`paichan demo` and `paichan solve` write none)")
         path = path / "negotiations.jsonl"
     try:
         text = path.read_text(encoding="utf-8")

@@ -170,7 +170,7 @@ def _check_problem(path: Path) -> Problem:
         except ScenarioError as e:
             raise CliError(str(e)) from e
         return global_problem(sc, scenario_delays(sc))
-    return load_problem(path)
+    return load_problem(path, brief=True)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

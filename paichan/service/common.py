@@ -37,14 +37,18 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     return ".".join(str(x) for x in loc) or "(top level)"
 
 
-def load_problem(path: Path) -> Problem:
-    """Read a problem.json, naming the file and field of any error."""
+def load_problem(path: Path, brief: bool = False) -> Problem:
+    """Read a problem.json, naming the file and field of any error (``brief``: the first error on one line)."""
     what = "a problem JSON (see `paichan schema`)"
     text = _read(path, what)
     _json(path, what, text)
     try:
         return Problem.model_validate_json(text)
     except ValidationError as e:
+        if brief:
+            err = e.errors()[0]
+            more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
+            raise CliError(f"{path}: {_loc(err['loc'])}: {err['msg']}{more}; expected {what}") from e
         lines = [f"{path}: {len(e.errors())} error(s) in the problem file:"]
         for err in e.errors()[:50]:
             lines.append(f"  - {_loc(err['loc'])}: {err['msg']}")
