@@ -22,8 +22,8 @@ fi
 extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
 # the stamp names what is installed: pyproject.toml's content and the extras
-key=$( (cat pyproject.toml; echo "extras=${extra}") | sha256sum | cut -c1-16)
-stamp=.venv/.paichan-install-${key}
+stamp_for() { echo ".venv/.paichan-install-$( (cat pyproject.toml; echo "extras=$1") | sha256sum | cut -c1-16)"; }
+stamp=$(stamp_for "$extra")
 if [ -x .venv/bin/python ] && [ -f "$stamp" ]; then
   exit 0  # up to date: nothing to install
 fi
@@ -43,4 +43,5 @@ if ! .venv/bin/python -m pip install -e ".${extra}" 2>&1 | tee "$log" \
 fi
 rm -f .venv/.paichan-install-*
 touch "$stamp"
+[ -n "$extra" ] && touch "$(stamp_for "")"  # the dev install holds the plain one too
 echo "installed; later runs skip this step until pyproject.toml changes" >&2
