@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
@@ -35,7 +36,7 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
-def run_and_write(sc: Scenario, out: Path) -> dict:  # type: ignore[type-arg]
+def run_and_write(sc: Scenario, out: Path) -> dict[str, Any]:
     """What `paichan run` does: negotiate, then write the run's files; returns the KPIs."""
     return write_run(out, run_agents(sc, out, progress=lambda _: None, timeout=120))
 
