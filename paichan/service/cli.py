@@ -203,8 +203,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except RedisUnavailable as e:
         raise CliError(str(e)) from e
     except KeyboardInterrupt:  # Network.close has stopped the agents, Ray and the private redis-server
-        print("interrupted: run stopped, agents, Ray and the private redis-server shut down; nothing written",
-              file=sys.stderr)
+        what = "centralised solve stopped" if args.centralised else \
+            "run stopped, agents, Ray and the private redis-server shut down"
+        print(f"interrupted: {what}; nothing written", file=sys.stderr)
         return 130
     kpis = write_run(out, result)
     print(json.dumps({k: kpis.get(k) for k in ("feasible", "weighted_tardiness", "makespan", "late_orders",
