@@ -34,7 +34,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from paichan.bus import Bus, Consumer, EmbeddedRedis, make, message
-from paichan.domain import Problem, Schedule, ScheduledOperation
+from paichan.domain import Problem
 from paichan.solver import model_verdict
 
 
@@ -79,21 +79,6 @@ def bus_throughput(n: int = 20000, batch: int = 64) -> dict[str, float]:
         server.stop()
 
 
-def agents_schedule(problem: Problem, run: Path) -> Schedule:
-    """The agents' schedule.json as a domain Schedule of the scenario's global problem."""
-    data = json.loads((run / "schedule.json").read_text())
-    ops = {op.id: (o.id, op) for o, op in problem.operations()}
-    out = []
-    for r in data["operations"]:
-        oid = f"{r['order']}/{r['operation']}"
-        order, op = ops[oid]
-        resource = f"{r['plant']}/{r['line']}/{r['machine']}"
-        mode = next(k for k, m in enumerate(op.modes) if m.resource == resource)
-        out.append(ScheduledOperation(operation=oid, order=order, resource=resource, mode=mode,
-                                      start=r["start"], end=r["end"]))
-    return Schedule(problem=problem.name, operations=out)
-
-
 def penalty(problem: Problem, k: dict, horizon: int) -> float:
     """100 x tardiness (weighted) an unplaced order would have if it finished at the horizon."""
     failed = set(k.get("unscheduled_orders") or [])
@@ -109,29 +94,28 @@ def main() -> int:
                     help="long centralised run for scenarios of at most 1,000 operations (0: none)")
     args = ap.parse_args()
     from paichan.agents.runtime import run_agents, run_centralised
-    from paichan.agents.scenario import global_problem, load_scenario
+    from paichan.agents.scenario import load_scenario
+    from paichan.service.output import write_run
 
     rows = []
     for name in args.scenarios.split(","):
         sc = load_scenario(Path("scenarios") / f"{name}.yaml")
         work = Path(".bench-runs") / name
         print(f"== {name}: agents", file=sys.stderr, flush=True)
-        a = run_agents(sc, work / "agents")
+        run = run_agents(sc, work / "agents")
+        a = write_run(work / "agents", run)
         limit = max(5.0, float(a["wall_time_s"]))
         print(f"== {name}: centralised, {limit:.0f} s", file=sys.stderr, flush=True)
-        c = run_centralised(sc, work / "centralised", limit)
-        problem = global_problem(sc, {d.material: d.delay for d in sc.disruptions  # type: ignore[misc]
-                                      if d.type == "supplier_delay"})
-        mine = agents_schedule(problem, work / "agents")
+        c = write_run(work / "centralised", run_centralised(sc, limit))
         print(f"== {name}: centralised seeded with the agents' schedule, {limit:.0f} s", file=sys.stderr, flush=True)
-        seeded = run_centralised(sc, work / "seeded", limit, reference=mine)
-        verdict = model_verdict(problem, mine, time_limit=60) if a.get("feasible") else None
-        a["penalty"] = penalty(problem, a, sc.horizon_days * 1440)
+        seeded = write_run(work / "seeded", run_centralised(sc, limit, reference=run.schedule))
+        verdict = model_verdict(run.problem, run.schedule, time_limit=60) if a.get("feasible") else None
+        a["penalty"] = penalty(run.problem, a, sc.horizon_days * 1440)
         a["model_verdict"] = verdict.model_dump(mode="json") if verdict else None
         ref = None
         if args.reference_limit > 0 and a["operations"] <= 1000:
             print(f"== {name}: centralised reference, {args.reference_limit:.0f} s", file=sys.stderr, flush=True)
-            ref = run_centralised(sc, work / "reference", args.reference_limit)
+            ref = write_run(work / "reference", run_centralised(sc, args.reference_limit))
         rows.append({"scenario": name, "agents": a, "centralised": c, "seeded": seeded, "reference": ref})
     thr = bus_throughput()
     mem = next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))

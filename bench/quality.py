@@ -15,7 +15,6 @@ Runs are long (instances x solvers x time limit); run it on an otherwise idle ma
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import platform
@@ -112,16 +111,13 @@ SOLVERS: dict[str, Callable[[Problem, float, int, int], Outcome]] = {
 Checker = Callable[[Problem, Schedule], Any]
 
 
-def load_checker() -> tuple[Checker | None, str]:
-    """``paichan.checker.check``, or None with a warning if the module does not exist yet.
-
-    Only a missing module is tolerated; a checker that exists but fails to import is an error.
-    """
-    spec = importlib.util.find_spec("paichan.checker")
-    if spec is None or spec.origin is None:  # absent, or an empty namespace directory
-        return None, "paichan.checker is MISSING: schedules were NOT verified; makespans are as claimed"
-    from paichan.checker import check
-
+def load_checker() -> tuple[Checker, str]:
+    """``paichan.checker.check``. Without it no makespan can be trusted, so there is no fallback: the run stops."""
+    try:
+        from paichan.checker import check
+    except ImportError as exc:
+        raise SystemExit(f"error: paichan.checker cannot be imported ({exc}); schedules cannot be verified, "
+                         "so no results are written") from exc
     return check, "every schedule verified by paichan.checker.check"
 
 
@@ -133,7 +129,7 @@ class Row:
     instance: str
     solver: str
     status: str
-    makespan: int | None  # verified (or, without a checker, as claimed)
+    makespan: int | None  # verified by the checker
     claimed: float | None
     bound: float | None
     lb: int | None
@@ -150,7 +146,7 @@ class Row:
 
 def run_one(
     family: str, inst: Instance, problem: Problem, solver: str, bounds: tuple[int, int] | None,
-    time_limit: float, workers: int, seed: int, checker: Checker | None,
+    time_limit: float, workers: int, seed: int, checker: Checker,
 ) -> Row:
     """Solve, verify and score one instance with one solver; never raises on solver/checker errors."""
     lb, ub = bounds if bounds else (None, None)
@@ -171,21 +167,18 @@ def run_one(
     if out.schedule is None:
         row.notes.append(f"no schedule (status {out.status})")
         return row
-    if checker is None:
-        row.makespan = max((s.end for s in out.schedule.operations), default=0)
-    else:
-        try:
-            report = checker(problem, out.schedule)
-        except Exception as exc:
-            traceback.print_exc(file=sys.stderr)
-            row.notes.append(f"checker raised {type(exc).__name__}: {exc}")
-            return row
-        row.checked = True
-        if not report.ok:
-            shown = "; ".join(str(v) for v in list(report.violations)[:3])
-            row.notes.append(f"INFEASIBLE schedule ({len(report.violations)} violation(s)): {shown}")
-            return row
-        row.makespan = int(report.kpis.makespan)
+    try:
+        report = checker(problem, out.schedule)
+    except Exception as exc:
+        traceback.print_exc(file=sys.stderr)
+        row.notes.append(f"checker raised {type(exc).__name__}: {exc}")
+        return row
+    row.checked = True
+    if not report.ok:
+        shown = "; ".join(str(v) for v in list(report.violations)[:3])
+        row.notes.append(f"INFEASIBLE schedule ({len(report.violations)} violation(s)): {shown}")
+        return row
+    row.makespan = int(report.kpis.makespan)
     row.failed = False
     if row.claimed is not None and abs(row.claimed - row.makespan) > 1e-6:
         row.notes.append(f"claimed objective {row.claimed:g} != schedule makespan {row.makespan}")
@@ -329,9 +322,6 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown or no {kind} {unknown}; choose from {', '.join(known)}")
 
     checker, checker_msg = load_checker()
-    if checker is None:
-        bar = "!" * 78
-        print(f"{bar}\nWARNING: {checker_msg}\n{bar}", file=sys.stderr)
     meta = environment(args, checker_msg)
     bks = load_bks()
     plan = [(fam, inst) for fam in families for inst in FAMILIES[fam]()]

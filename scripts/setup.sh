@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv and install paichan into it (idempotent). Usage: scripts/setup.sh [--dev]
+# Skips the install when .venv already has this pyproject.toml installed (stamp file keyed on its hash);
+# the first install takes a few minutes and shows one line per package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -17,8 +19,29 @@ if ! command -v redis-server >/dev/null 2>&1; then
     echo "warning: redis-server not found; install it (e.g. 'sudo apt-get install redis-server') or set REDIS_URL" >&2
   fi
 fi
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
 extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
+# the stamp names what is installed: pyproject.toml's content and the extras
+stamp_for() { echo ".venv/.paichan-install-$( (cat pyproject.toml; echo "extras=$1") | sha256sum | cut -c1-16)"; }
+stamp=$(stamp_for "$extra")
+if [ -x .venv/bin/python ] && [ -f "$stamp" ]; then
+  exit 0  # up to date: nothing to install
+fi
+if [ ! -x .venv/bin/python ]; then
+  echo "creating .venv ..." >&2
+  "$PY" -m venv .venv
+fi
+echo "installing paichan${extra} and its dependencies into .venv (the first time takes a few minutes) ..." >&2
 .venv/bin/python -m pip install -q --upgrade pip >&2
-.venv/bin/python -m pip install -q -e ".${extra}" >&2
+# one line per package as pip collects it; pip's whole output is kept in .venv/pip-install.log
+log=.venv/pip-install.log
+if ! .venv/bin/python -m pip install -e ".${extra}" 2>&1 | tee "$log" \
+    | { grep --line-buffered -E '^Collecting ' | sed -u 's/^Collecting /  collecting /' >&2 || true; }; then
+  echo "pip install failed; the end of $log:" >&2
+  tail -n 30 "$log" >&2
+  exit 1
+fi
+rm -f .venv/.paichan-install-*
+touch "$stamp"
+[ -n "$extra" ] && touch "$(stamp_for "")"  # the dev install holds the plain one too
+echo "installed; later runs skip this step until pyproject.toml changes" >&2

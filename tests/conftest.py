@@ -8,11 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from paichan.bus import Bus
+from paichan.bus import Bus, EmbeddedRedis
 from paichan.checker import assert_feasible
 from paichan.domain import KPIs, Mode, Operation, Order, Problem, Resource
 from paichan.solver import SolveParams, SolveResult, solve
@@ -47,17 +46,22 @@ def instances() -> Path:
     return INSTANCES
 
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """The project's own private redis-server, once per session on a free port.
+
+    No redis-server binary is an error of every test that needs it, never a skip: the bus and agent tests
+    must not vanish from a green run. (Tests that kill Redis start their own.)
+    """
+    server = EmbeddedRedis(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture
-def bus() -> Iterator[Bus]:
-    """A bus on the machine's Redis (127.0.0.1:6379) in a fresh namespace, removed afterwards."""
-    try:
-        redis.Redis.from_url(REDIS_URL).ping()
-    except redis.ConnectionError:
-        pytest.skip("no Redis on 127.0.0.1:6379")
-    b = Bus(REDIS_URL, f"test:{uuid.uuid4().hex[:10]}")
+def bus(redis_server: EmbeddedRedis) -> Iterator[Bus]:
+    """A bus on the session's private Redis in a fresh namespace, removed afterwards."""
+    b = Bus(redis_server.url, f"test:{uuid.uuid4().hex[:10]}")
     yield b
     keys = list(b.r.scan_iter(f"{b.ns}:*"))
     if keys:

@@ -10,10 +10,10 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import ray
-from conftest import REDIS_URL as URL
 
 from paichan.agents.explain import load_journal, order_story, summary
 from paichan.agents.host import HostCore
@@ -22,6 +22,7 @@ from paichan.agents.runtime import Network, agents_schedule, run_agents
 from paichan.agents.scenario import Scenario, ScenarioError, global_problem, load_scenario, small_network
 from paichan.bus import Bus, make
 from paichan.checker import check
+from paichan.service.output import write_run
 
 
 def tiny(orders: int = 6, hosting: str = "per_plant", timeout_s: float = 5.0) -> Scenario:
@@ -35,6 +36,11 @@ def ray_session() -> Iterator[None]:
     ray.shutdown()
 
 
+def run_and_write(sc: Scenario, out: Path) -> dict[str, Any]:
+    """What `paichan run` does: negotiate, then write the run's files; returns the KPIs."""
+    return write_run(out, run_agents(sc, out, progress=lambda _: None, timeout=120))
+
+
 def wait(cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
     t0 = time.monotonic()
     while not cond():
@@ -43,7 +49,7 @@ def wait(cond, timeout: float = 60.0) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_negotiation_end_to_end(ray_session: None, tmp_path: Path) -> None:
-    kpis = run_agents(tiny(), tmp_path, progress=lambda _: None, timeout=120)
+    kpis = run_and_write(tiny(), tmp_path)
     assert kpis["feasible"], kpis["violations"]
     assert kpis["unscheduled_orders"] == [] and kpis["failed_orders"] == []
     kinds = {json.loads(line)["type"] for line in (tmp_path / "negotiations.jsonl").read_text().splitlines()}
@@ -64,7 +70,7 @@ def test_negotiation_end_to_end(ray_session: None, tmp_path: Path) -> None:
 def test_escalation_places_orders_at_another_plant(ray_session: None, tmp_path: Path) -> None:
     sc = tiny(orders=8)
     sc.generate_orders.due_slack = (10, 20)  # type: ignore[union-attr]  # impossible locally: every order is late
-    kpis = run_agents(sc, tmp_path, progress=lambda _: None, timeout=120)
+    kpis = run_and_write(sc, tmp_path)
     assert kpis["feasible"] and kpis["escalations"] > 0
     lines = {o["plant"] for o in json.loads((tmp_path / "schedule.json").read_text())["operations"]}
     assert lines == {"P1", "P2"}  # some of P1's orders went to P2's faster cutter
@@ -84,7 +90,7 @@ def test_late_orders_move_to_another_plant_after_a_breakdown(ray_session: None, 
                          "end": 5000}],
         "negotiation": {"respond_timeout_s": 5, "wave": 4, "replan_time_limit": 1},
     })
-    kpis = run_agents(sc, tmp_path, progress=lambda _: None, timeout=120)
+    kpis = run_and_write(sc, tmp_path)
     first = kpis["first_schedule"]
     assert first["feasible"] and first["weighted_tardiness"] == 0 and kpis["escalations"] == 0  # all fit at P1
     assert kpis["feasible"], kpis["violations"]
@@ -96,7 +102,7 @@ def test_late_orders_move_to_another_plant_after_a_breakdown(ray_session: None, 
 
 def test_duplicates_never_double_book(bus: Bus) -> None:
     sc = tiny(orders=2)
-    core = HostCore(sc.model_dump_json(), ["P1", "P1/L1", "P1/L2", "S1"], URL, bus.ns)
+    core = HostCore(sc.model_dump_json(), ["P1", "P1/L1", "P1/L2", "S1"], bus.url, bus.ns)
     try:
         spec = sc.order_specs()[0]
         env = make(NewOrder(order=spec.model_copy(update={"plant": "P1"})), "erp", "P1", "o")
@@ -124,7 +130,7 @@ def test_duplicates_never_double_book(bus: Bus) -> None:
 
 def test_poison_messages_go_to_dead_letters_and_agents_carry_on(bus: Bus) -> None:
     sc = tiny(orders=1)
-    core = HostCore(sc.model_dump_json(), ["P1", "P1/L1", "P1/L2", "S1"], URL, bus.ns)
+    core = HostCore(sc.model_dump_json(), ["P1", "P1/L1", "P1/L2", "S1"], bus.url, bus.ns)
     try:
         bus.send_raw("P1/L1", {"envelope": "{broken"})
         bus.send(make(Award(order_id="unknown", line="P1/L1"), "P1", "S1", "x"))  # wrong recipient: handler error
@@ -175,7 +181,13 @@ def test_bad_scenario_names_the_field(tmp_path: Path) -> None:
                    "plants: [{id: P, lines: [{id: L, calendar: nope, machines: [{id: M, type: cut}]}]}]\n")
     with pytest.raises(ScenarioError) as e:
         load_scenario(bad)
-    assert "bad.yaml" in str(e.value) and "products.p.steps.0.minutes_per_unit" in str(e.value)
+    assert "bad.yaml" in str(e.value) and "line 2: products.p.steps.0.minutes_per_unit" in str(e.value)
+    bad.write_text("name: x\nproducts:\n  p:\n    steps:\n      - name: a\n        machine_type: cut\n"
+                   "        minutes_per_unit: 1\n\n      - name: b\n        machine_type: cut\n"
+                   "        minutes_per_unit: often\nplants: []\n")
+    with pytest.raises(ScenarioError) as e:
+        load_scenario(bad)
+    assert "line 11: products.p.steps.1.minutes_per_unit" in str(e.value)  # the YAML line as well as the path
     bad.write_text("name: x\nproducts: {p: {steps: [{name: a, machine_type: cut, minutes_per_unit: 1}]}}\n"
                    "plants: [{id: P, lines: [{id: L, calendar: nope, machines: [{id: M, type: cut}]}]}]\n")
     with pytest.raises(ScenarioError) as e:

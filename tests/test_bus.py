@@ -1,7 +1,7 @@
 """The Redis Streams bus against a real Redis (no fakes).
 
-Most tests use the machine's Redis on 127.0.0.1:6379 with a fresh namespace;
-the durability test starts its own redis-server on another port and kills it.
+Most tests use the session's private redis-server (``redis_server`` in conftest.py)
+with a fresh namespace; the durability test starts its own redis-server and kills it.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from paichan.bus import Bus, Consumer, EmbeddedRedis, Envelope, make, message
-
-URL = "redis://127.0.0.1:6379/0"  # the bus fixture (conftest.py) uses the same server
 
 
 @message("test.ping")
@@ -84,7 +82,7 @@ CRASHER = textwrap.dedent("""
 def test_redelivery_after_consumer_killed_mid_message(bus: Bus) -> None:
     bus.send(ping(5))
     root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, "-c", CRASHER, URL, bus.ns], capture_output=True, text=True, cwd=root,
+    proc = subprocess.run([sys.executable, "-c", CRASHER, bus.url, bus.ns], capture_output=True, text=True, cwd=root,
                           timeout=60)
     assert proc.returncode == 1, proc.stderr
     taken_id = proc.stdout.strip()
@@ -125,34 +123,82 @@ def test_duplicates_are_recognised_by_envelope_id(bus: Bus) -> None:
 
 
 COMMIT_CRASHER = textwrap.dedent("""
-    import os, sys
+    import os, socket, sys
+    from urllib.parse import urlparse
+    import redis
     from paichan.bus import Bus, Consumer, make
     from tests.test_bus import Ping
-    bus = Bus(sys.argv[1], sys.argv[2])
+
+    url, ns, transaction = sys.argv[1], sys.argv[2], sys.argv[3] == "multi"
+
+    def resp(*args):
+        out = [b"*%d\\r\\n" % len(args)]
+        for a in args:
+            b = a if isinstance(a, bytes) else str(a).encode()
+            out.append(b"$%d\\r\\n%s\\r\\n" % (len(b), b))
+        return b"".join(out)
+
+    def die_before_exec(pipe, raise_on_error=True):
+        # What commit() queued, sent to Redis on a raw connection of its own: MULTI and every command,
+        # each answered QUEUED by the server; then the process dies, so EXEC never comes.
+        u = urlparse(url)
+        sock = socket.create_connection((u.hostname, u.port))
+        cmds = [args for args, _ in pipe.command_stack]
+        sock.sendall(b"".join(resp(*c) for c in ([("MULTI",)] if transaction else []) + cmds))
+        want = b"+OK\\r\\n" + b"+QUEUED\\r\\n" * len(cmds)
+        got = b""
+        sock.settimeout(5)
+        try:
+            while len(got) < len(want):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                got += chunk
+        except TimeoutError:
+            pass
+        print(f"{len(cmds)} commands sent, Redis answered {got!r}", flush=True)
+        if transaction and got != want:
+            print("not queued", flush=True)
+            os._exit(3)
+        os._exit(1)
+
+    bus = Bus(url, ns)
     c = Consumer(bus, "agent")
     c.fetch()
     (d,) = c.fetch()
-    pipe = bus.r.pipeline(transaction=True)  # what commit() builds ...
-    pipe.set(bus.state_key("agent"), '{"new": true}')
-    bus._queue(pipe, [make(Ping(n=2), "agent", "other", "c")])
-    pipe.xack(d.stream, c.group, d.entry_id)
-    print("about to die", flush=True)
-    os._exit(1)  # ... but the process dies before EXEC
+    redis.client.Pipeline.execute = die_before_exec
+    c.commit(d, {"new": True}, [make(Ping(n=2), "agent", "other", "c")])  # the real commit, up to EXEC
 """)
 
 
-def test_crash_before_commit_leaves_no_trace_and_redelivers(bus: Bus) -> None:
+def _crash_in_commit(bus: Bus, mode: str) -> subprocess.CompletedProcess[str]:
+    root = Path(__file__).resolve().parent.parent
+    return subprocess.run([sys.executable, "-c", COMMIT_CRASHER, bus.url, bus.ns, mode], capture_output=True,
+                          text=True, cwd=root, timeout=60)
+
+
+def test_crash_before_exec_leaves_no_trace_and_redelivers(bus: Bus) -> None:
+    """A committing process dies after Redis has queued its MULTI block and before EXEC: nothing of it lands."""
     bus.send(ping(1))
     bus.r.set(bus.state_key("agent"), '{"old": true}')
-    root = Path(__file__).resolve().parent.parent
-    proc = subprocess.run([sys.executable, "-c", COMMIT_CRASHER, URL, bus.ns], capture_output=True, text=True,
-                          cwd=root, timeout=60)
-    assert proc.returncode == 1 and "about to die" in proc.stdout, proc.stderr
+    proc = _crash_in_commit(bus, "multi")
+    assert proc.returncode == 1 and "QUEUED" in proc.stdout, (proc.stdout, proc.stderr)
     assert bus.load_state("agent") == {"old": True}
     assert len(bus.journal_entries()) == 1 and bus.r.xlen(bus.inbox("other")) == 0
+    assert not bus.r.exists(bus.processed_key("agent"))
+    assert bus.r.xpending(bus.inbox("agent"), "agent")["pending"] == 1
     again = Consumer(bus, "agent")
     (d,) = again.fetch()  # the same consumer after restart gets it again
     again.commit(d, {"new": True}, [make(Ping(n=2), "agent", "other", "c")])
+    assert bus.load_state("agent") == {"new": True} and bus.r.xlen(bus.inbox("other")) == 1
+
+
+def test_the_crash_test_would_see_a_commit_without_transaction(bus: Bus) -> None:
+    """The same crash with the commands sent outside MULTI changes Redis: the test above can fail."""
+    bus.send(ping(1))
+    bus.r.set(bus.state_key("agent"), '{"old": true}')
+    proc = _crash_in_commit(bus, "plain")
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
     assert bus.load_state("agent") == {"new": True} and bus.r.xlen(bus.inbox("other")) == 1
 
 

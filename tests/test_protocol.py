@@ -8,7 +8,6 @@ The same agents run over real Redis and Ray in test_agents.py.
 
 from __future__ import annotations
 
-from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -40,6 +39,7 @@ from paichan.agents.plant import PlantAgent
 from paichan.agents.scenario import LineSpec, SupplierSpec
 from paichan.agents.supplier import SupplierAgent
 from paichan.bus.envelope import Envelope, make
+from paichan.checker import check
 from paichan.domain import Calendar
 
 STEPS = [Step(name="cut", machine_type="cut", minutes_per_unit=3)]
@@ -118,6 +118,14 @@ def test_bid_after_the_call_deadline_is_released() -> None:
     assert plant.calls["O1"]["awarded"]["line"] == "P1/L1"
 
 
+def assert_plan_feasible(line: LineAgent) -> None:
+    """The line's plan (committed work, open bids held where they are) passes the independent checker."""
+    problem, plan = line.local_problem()
+    assert problem.orders, "no plan to check"
+    report = check(problem, plan)
+    assert report.ok, [str(v) for v in report.violations]
+
+
 def _line() -> LineAgent:
     spec = LineSpec(id="L1", machines=[{"id": "C", "type": "cut"}])
     return LineAgent("P1", spec, Calendar(), suppliers={}, horizon=10_000, bid_ttl_s=30)
@@ -170,8 +178,7 @@ def test_late_gap_insertion_becomes_a_cpsat_bid_that_displaces_committed_work() 
     out = line.handle(env(Award(order_id="B", line="P1/L1"), "P1", "P1/L1", "B:0"), Award(order_id="B", line="P1/L1"),
                       2.0)
     assert [e.type for e in out] == ["confirm", "update"] and out[1].payload["order_id"] == "A"
-    spans = sorted((op["start"], op["end"]) for rec in line.orders.values() for op in rec["ops"])
-    assert all(e1 <= s2 for (_, e1), (s2, _) in pairwise(spans))  # no overlap on the cutter
+    assert_plan_feasible(line)  # no overlap on the cutter, durations and calendar right
     assert line.orders["A"]["ops"][0]["end"] <= 10_000
 
 
@@ -309,6 +316,7 @@ def test_an_award_whose_bid_went_stale_is_placed_again_never_over_committed_work
                       Award(order_id="B", line="P1/L1"), 0.2)
     (confirm,) = [e for e in out if e.type == _type(Confirm)]
     assert confirm.payload["operations"][0]["start"] >= 25 and line.clashes() == set() and line.stale_awards == 1
+    assert_plan_feasible(line)
     assert confirm.payload["operations"] == line.orders["B"]["ops"]  # the plant learns the real place
 
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+TimeFormat = Callable[[int], str]
 
 
 class JournalError(ValueError):
@@ -22,6 +26,9 @@ class JournalError(ValueError):
 def load_journal(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
+        if not (path / "negotiations.jsonl").is_file():
+            raise JournalError(f"{path}: no negotiations.jsonl here: explain needs the output directory of "
+                               "`paichan run` (`paichan demo` and `paichan solve` write none)")
         path = path / "negotiations.jsonl"
     try:
         text = path.read_text(encoding="utf-8")
@@ -38,7 +45,29 @@ def load_journal(path: str | Path) -> list[dict[str, Any]]:
         if not isinstance(entry, dict) or not {"type", "sender", "recipient", "payload"} <= set(entry):
             raise JournalError(f"{path}:{n}: not a message envelope (needs type, sender, recipient, payload)")
         out.append(entry)
+    if not out:
+        raise JournalError(f"{path}: no messages: not a negotiation journal (a centralised run leaves an empty one)")
+    if not any(e["type"] == "order.new" for e in out):
+        raise JournalError(f"{path}: no 'order.new' message: not the journal of a `paichan run`")
     return out
+
+
+def run_origin(path: str | Path) -> datetime | None:
+    """Time 0 of a run, from the ``origin`` of the ``schedule.json`` beside its journal (None if unknown)."""
+    path = Path(path)
+    sched = (path if path.is_dir() else path.parent) / "schedule.json"
+    try:
+        origin = json.loads(sched.read_text(encoding="utf-8")).get("origin")
+        return datetime.fromisoformat(origin) if origin else None
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None
+
+
+def clock(origin: datetime | None) -> TimeFormat:
+    """Minutes from the origin shown with weekday and clock time, as the Gantt shows them: ``480 (Mon 08:00)``."""
+    if origin is None:
+        return str
+    return lambda t: f"{t} ({(origin + timedelta(minutes=t)):%a %H:%M})"
 
 
 def order_of(entry: dict[str, Any]) -> str | None:
@@ -55,10 +84,10 @@ def _rank(bid: dict[str, Any]) -> tuple[float, int, str]:
     return (bid["cost"], bid["completion"], bid["line"])
 
 
-def _bid_line(b: dict[str, Any]) -> str:
+def _bid_line(b: dict[str, Any], at: TimeFormat = str) -> str:
     moved = f", moves committed work by {b['disturbance']} min" if b.get("disturbance") else ""
-    return (f"{b['line']}: completion {b['completion']}, tardiness {b['tardiness']}, cost {b['cost']:.3f}, "
-            f"material ready {b['material_ready']}{moved}")
+    return (f"{b['line']}: completion {at(b['completion'])}, tardiness {b['tardiness']}, cost {b['cost']:.3f}, "
+            f"material ready {at(b['material_ready'])}{moved}")
 
 
 def summary(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -95,8 +124,8 @@ def summary(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
-def order_story(entries: list[dict[str, Any]], oid: str) -> list[str]:
-    """The negotiation of one order in words, in the order things happened."""
+def order_story(entries: list[dict[str, Any]], oid: str, at: TimeFormat = str) -> list[str]:
+    """The negotiation of one order in words, in the order things happened (times shown by ``at``)."""
     mine = [e for e in entries if order_of(e) == oid]
     if not mine:
         raise KeyError(f"order '{oid}' does not occur in the journal")
@@ -105,8 +134,8 @@ def order_story(entries: list[dict[str, Any]], oid: str) -> list[str]:
     lines: list[str] = []
     if new:
         o = new["payload"]["order"]
-        lines.append(f"order {oid}: {o['quantity']} x {o['product']} for plant {o['plant']}, release {o['release']}, "
-                     f"due {o['due']}, priority {o['priority']}")
+        lines.append(f"order {oid}: {o['quantity']} x {o['product']} for plant {o['plant']}, "
+                     f"release {at(o['release'])}, due {at(o['due'])}, priority {o['priority']}")
     bids: dict[str, list[dict[str, Any]]] = defaultdict(list)  # conversation -> own lines' bids and offers
     asked: dict[str, list[str]] = defaultdict(list)
     decided: set[str] = set()
@@ -127,13 +156,13 @@ def order_story(entries: list[dict[str, Any]], oid: str) -> list[str]:
                          f"within its horizon")
         elif t == "atp.promise":
             lines.append(f"  {p['supplier']} promises {p['quantity']:g} {p['material']} to {e['recipient']} "
-                         f"from t={p['date']}{' (later than needed)' if p['late'] else ''}")
+                         f"from t={at(p['date'])}{' (later than needed)' if p['late'] else ''}")
         elif t == "atp.release":
             lines.append(f"  {e['sender']} releases what {e['recipient']} held of {p['material']} for it")
         elif t == "bid":
             if p["plant"] == owner:
                 bids[conv].append(p)
-            lines.append(f"  bid {_bid_line(p)}")
+            lines.append(f"  bid {_bid_line(p, at)}")
         elif t == "refuse":
             lines.append(f"  {p['line']} refuses: {p['reason']}")
         elif t == "escalate":
@@ -142,7 +171,7 @@ def order_story(entries: list[dict[str, Any]], oid: str) -> list[str]:
             b = p["bid"]
             if b:
                 bids[conv].append(b)
-            lines.append(f"  offer from {e['sender']}: {_bid_line(b) if b else 'none (no line there can make it)'}")
+            lines.append(f"  offer from {e['sender']}: {_bid_line(b, at) if b else 'none (no line there can make it)'}")
         elif t == "award" and e["sender"] == owner:
             decided.add(conv)
             target = p["line"]
@@ -159,15 +188,15 @@ def order_story(entries: list[dict[str, Any]], oid: str) -> list[str]:
         elif t == "revoke":
             lines.append(f"  {e['sender']} revokes the order from {e['recipient']}: the new place is strictly better")
         elif t == "confirm" and e["recipient"] == owner:
-            lines.append(f"  {p['line']} confirms: completion {p['completion']}")
+            lines.append(f"  {p['line']} confirms: completion {at(p['completion'])}")
         elif t == "withdraw":
             lines.append(f"  {p['line']} withdraws: {p['reason']}")
         elif t == "update" and e["recipient"] == owner:
-            lines.append(f"update from {p['line']}: completion {p['completion']} ({p['reason']})")
+            lines.append(f"update from {p['line']}: completion {at(p['completion'])} ({p['reason']})")
         elif t == "atp.confirm" and not p.get("available", True):
             lines.append(f"{p['supplier']}: {p['material']} for it can no longer be delivered within the horizon")
         elif t == "atp.confirm" and p.get("late") and conv.startswith("delay:"):
-            lines.append(f"{p['supplier']}: {p['material']} for it now comes late, from t={p['date']}")
+            lines.append(f"{p['supplier']}: {p['material']} for it now comes late, from t={at(p['date'])}")
     for conv in asked:
         if conv not in decided and bids[conv]:
             lines.append(f"round {conv}: no award - no candidate was strictly better than where the order was")

@@ -11,21 +11,24 @@ scenario's global problem, and writes ``schedule.json``, ``kpis.json``,
 
 from __future__ import annotations
 
-import json
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from paichan.agents.messages import Improve, MachineDown, NewOrder, Replan, SupplierDelay
-from paichan.agents.scenario import Scenario, global_problem, machine_id
+from paichan.agents.scenario import Scenario, global_problem, machine_id, scenario_delays
 from paichan.bus.envelope import make
 from paichan.bus.server import resolve_redis
 from paichan.bus.streams import Bus
-from paichan.checker import check
+from paichan.checker import CheckReport, check
 from paichan.domain import Problem, Schedule, ScheduledOperation
 
 Progress = Callable[[str], None]
@@ -33,6 +36,19 @@ Progress = Callable[[str], None]
 
 def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def sigint_ignored() -> Iterator[None]:
+    """Shield a clean-up from a second Ctrl-C (only the main thread can change signal handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old)
 
 
 def host_groups(sc: Scenario) -> list[tuple[str, list[str]]]:
@@ -60,21 +76,30 @@ class Network:
 
         self.sc = sc
         self.progress = progress
-        self.url, self.server = resolve_redis(workdir)
-        self.namespace = f"paichan:{sc.name}:{uuid.uuid4().hex[:8]}"
-        self.bus = Bus(self.url, self.namespace)
-        self.started_ray = not ray.is_initialized()
-        if self.started_ray:
-            address = os.environ.get("RAY_ADDRESS")
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
-                     configure_logging=False)
-        payload = sc.model_dump_json()
+        t0 = time.monotonic()
         self.hosts: dict[str, Any] = {}
-        for name, ids in host_groups(sc):
-            self.hosts[name] = AgentHost.options(name=f"{self.namespace}:{name}").remote(  # type: ignore[attr-defined]
-                payload, ids, self.url, self.namespace)
-        ray.get([h.status.remote() for h in self.hosts.values()])
-        self.progress(f"network up: {len(self.hosts)} Ray actors hosting "
+        self.started_ray = False
+        self.url, self.server = resolve_redis(workdir)
+        try:
+            self.namespace = f"paichan:{sc.name}:{uuid.uuid4().hex[:8]}"
+            self.bus = Bus(self.url, self.namespace)
+            if not ray.is_initialized():
+                address = os.environ.get("RAY_ADDRESS")
+                self.progress(f"starting Ray ({'joining ' + address if address else 'local'}; "
+                              "this takes 15-30 s on a small machine) ...")
+                self.started_ray = True
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
+                         configure_logging=False)
+            payload = sc.model_dump_json()
+            for name, ids in host_groups(sc):
+                self.hosts[name] = AgentHost.options(  # type: ignore[attr-defined]
+                    name=f"{self.namespace}:{name}").remote(payload, ids, self.url, self.namespace)
+            ray.get([h.status.remote() for h in self.hosts.values()])
+        except BaseException:  # Ctrl-C during start-up included: leave nothing running
+            self.close()
+            raise
+        self.startup_s = time.monotonic() - t0
+        self.progress(f"network up after {self.startup_s:.1f} s: {len(self.hosts)} Ray actors hosting "
                       f"{sum(len(ids) for _, ids in host_groups(sc))} agents; bus {self.url} ({self.namespace})")
 
     # ------------------------------------------------------------------ state
@@ -152,7 +177,9 @@ class Network:
         if report.kpis is not None:
             out.update(weighted_tardiness=report.kpis.weighted_tardiness, makespan=report.kpis.makespan,
                        late_orders=report.kpis.late_orders)
-        self.progress(f"negotiated schedule after {elapsed:.1f} s: feasible={out['feasible']} "
+        startup = getattr(self, "startup_s", 0.0)
+        self.progress(f"negotiated schedule {elapsed:.1f} s after start ({startup:.1f} s start-up + "
+                      f"{max(0.0, elapsed - startup):.1f} s negotiating): feasible={out['feasible']} "
                       f"weighted_tardiness={out.get('weighted_tardiness')} makespan={out.get('makespan')}")
         return out
 
@@ -214,18 +241,26 @@ class Network:
         return delays
 
     def close(self) -> None:
+        """Stop the hosts, Ray (if we started it) and the private redis-server (if any); never raises."""
         import ray
 
-        for h in self.hosts.values():
-            try:
-                ray.get(h.shutdown.remote(), timeout=30)
-            except Exception:
-                pass
-            ray.kill(h, no_restart=True)
-        if self.started_ray:
-            ray.shutdown()
-        if self.server is not None:
-            self.server.stop()
+        with sigint_ignored():
+            for h in self.hosts.values():
+                try:
+                    ray.get(h.shutdown.remote(), timeout=30)
+                except Exception:
+                    pass
+                try:
+                    ray.kill(h, no_restart=True)
+                except Exception:
+                    pass
+            self.hosts = {}
+            if self.started_ray:
+                ray.shutdown()
+                self.started_ray = False
+            if self.server is not None:
+                self.server.stop()
+                self.server = None
 
 
 def agents_schedule(sc: Scenario, problem: Problem, lines: dict[str, dict[str, Any]]) -> Schedule:
@@ -245,22 +280,24 @@ def agents_schedule(sc: Scenario, problem: Problem, lines: dict[str, dict[str, A
     return Schedule(problem=sc.name, operations=out)
 
 
-def write_outputs(out: Path, sc: Scenario, problem: Problem, schedule: Schedule, extra: dict[str, Any],
-                  journal: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """schedule.json (the exchange format), kpis.json, negotiations.jsonl, gantt.html."""
-    from paichan.service.gantt import gantt_html
+@dataclass
+class RunResult:
+    """What a run produced, checked: the service layer writes it to files (:mod:`paichan.service.output`)."""
 
-    out.mkdir(parents=True, exist_ok=True)
+    scenario: Scenario
+    problem: Problem
+    schedule: Schedule
+    report: CheckReport
+    kpis: dict[str, Any]
+    journal: list[dict[str, Any]] | None = None  # every message of an agents run, in order; None if centralised
+
+
+def checked_result(sc: Scenario, problem: Problem, schedule: Schedule, extra: dict[str, Any],
+                   journal: list[dict[str, Any]] | None = None) -> RunResult:
+    """Verify ``schedule`` with the independent checker and gather the run's KPIs."""
     report = check(problem, schedule)
     scheduled = {s.order for s in schedule.operations}
     unscheduled = [o.id for o in problem.orders if o.id not in scheduled]
-    rows = []
-    for s in sorted(schedule.operations, key=lambda s: (s.order, s.start)):
-        plant, line, machine = s.resource.split("/")
-        rows.append({"order": s.order, "operation": int(s.operation.rsplit("/", 1)[1]), "plant": plant,
-                     "line": line, "machine": machine, "start": s.start, "end": s.end})
-    origin = sc.origin.isoformat() if sc.origin else None
-    (out / "schedule.json").write_text(json.dumps({"origin": origin, "operations": rows}, indent=1))
     kpis: dict[str, Any] = {
         "scenario": sc.name,
         "feasible": report.ok and not unscheduled,
@@ -277,17 +314,13 @@ def write_outputs(out: Path, sc: Scenario, problem: Problem, schedule: Schedule,
         sub_report = check(sub, schedule)
         if sub_report.kpis is not None:
             kpis.update(sub_report.kpis.model_dump())
-    (out / "kpis.json").write_text(json.dumps(kpis, indent=2))
-    with (out / "negotiations.jsonl").open("w") as f:
-        for e in journal or []:
-            f.write(json.dumps(e) + "\n")
-    (out / "gantt.html").write_text(gantt_html(problem, schedule, report.kpis, title=f"{sc.name}"))
-    return kpis
+    return RunResult(sc, problem, schedule, report, kpis, journal)
 
 
-def run_agents(sc: Scenario, out: Path, progress: Progress = _stderr, timeout: float = 1800) -> dict[str, Any]:
+def run_agents(sc: Scenario, workdir: Path, progress: Progress = _stderr, timeout: float = 1800) -> RunResult:
+    """Negotiate the scenario with agents on Ray; the private redis-server (if any) lives in ``workdir``."""
     t0 = time.monotonic()
-    net = Network(sc, out, progress)
+    net = Network(sc, workdir, progress)
     try:
         net.feed_orders()
         settled = net.wait_quiet(timeout, "negotiating", net.negotiation_done)
@@ -307,6 +340,7 @@ def run_agents(sc: Scenario, out: Path, progress: Progress = _stderr, timeout: f
         extra = {
             "mode": "agents",
             "wall_time_s": round(wall, 2),
+            "startup_time_s": round(net.startup_s, 2),
             "negotiation_time_s": round(t_neg, 2),
             "first_schedule": first,
             "settled": settled,
@@ -320,15 +354,15 @@ def run_agents(sc: Scenario, out: Path, progress: Progress = _stderr, timeout: f
             "stale_awards": sum(int(st.get("stale_awards", 0)) for st in lines.values()),
             "stale_confirms": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "stale_confirm"),
         }
-        kpis = write_outputs(out, sc, problem, schedule, extra, journal)
+        result = checked_result(sc, problem, schedule, extra, journal)
     finally:
         net.close()
-    progress(f"done in {time.monotonic() - t0:.1f} s: {_kpi_line(kpis)}")
-    return kpis
+    progress(f"done in {time.monotonic() - t0:.1f} s: {_kpi_line(result.kpis)}")
+    return result
 
 
-def run_centralised(sc: Scenario, out: Path, time_limit: float, progress: Progress = _stderr,
-                    reference: Schedule | None = None) -> dict[str, Any]:
+def run_centralised(sc: Scenario, time_limit: float, progress: Progress = _stderr,
+                    reference: Schedule | None = None) -> RunResult:
     """The same scenario as one CP-SAT problem (disruptions known from the start).
 
     ``reference`` (e.g. the agents' schedule) seeds the search as a warm start.
@@ -336,8 +370,7 @@ def run_centralised(sc: Scenario, out: Path, time_limit: float, progress: Progre
     from paichan.solver import SolveParams, solve
 
     t0 = time.monotonic()
-    problem = global_problem(sc, {d.material: d.delay for d in sc.disruptions  # type: ignore[misc]
-                                  if d.type == "supplier_delay"})
+    problem = global_problem(sc, scenario_delays(sc))
     progress(f"centralised: {len(problem.orders)} orders, {sum(len(o.operations) for o in problem.orders)} operations, "
              f"{len(problem.resources)} machines; solving for {time_limit:g} s")
     result = solve(problem, SolveParams(time_limit=time_limit, workers=2, reference=reference),
@@ -349,9 +382,9 @@ def run_centralised(sc: Scenario, out: Path, time_limit: float, progress: Progre
              "method": result.stats.get("method"), "warnings": result.warnings,
              "model_variables": result.stats.get("model_variables"),
              "model_constraints": result.stats.get("model_constraints")}
-    kpis = write_outputs(out, sc, problem, schedule, extra)
-    progress(f"done in {wall:.1f} s: {_kpi_line(kpis)}")
-    return kpis
+    result = checked_result(sc, problem, schedule, extra)
+    progress(f"done in {wall:.1f} s: {_kpi_line(result.kpis)}")
+    return result
 
 
 def _kpi_line(k: dict[str, Any]) -> str:

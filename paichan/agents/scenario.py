@@ -234,6 +234,15 @@ def supplier_receipts(m: SupplierMaterial, horizon: int) -> list[tuple[int, floa
     return sorted(out)
 
 
+def scenario_delays(sc: Scenario) -> dict[str, int]:
+    """Total supplier delay per material over the scenario's disruptions (what a run has played by its end)."""
+    delays: dict[str, int] = {}
+    for d in sc.disruptions:
+        if d.type == "supplier_delay" and d.material and d.delay:
+            delays[d.material] = delays.get(d.material, 0) + d.delay
+    return delays
+
+
 def global_problem(sc: Scenario, delays: dict[str, int] | None = None) -> Problem:
     """The whole network as one problem: an order runs on one line (``one_group``)."""
     horizon = sc.horizon_days * 1440
@@ -312,10 +321,32 @@ class ScenarioError(ValueError):
     """A scenario file that cannot be used; the message names file and field."""
 
 
+def yaml_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The 1-based YAML line of the deepest node on the field path ``loc`` (a missing field: its parent's line)."""
+    if not loc:
+        return None  # a whole-scenario check: its message names the record itself
+    node, line = root, None
+    for step in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(step)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
+            node = node.value[step]
+        else:
+            node = None  # a union tag or the like in pydantic's path: stay where we are
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
 def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario YAML; errors name the file, the YAML line and the field path."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = yaml.safe_load(text)
     except OSError as e:
         raise ScenarioError(f"{path}: cannot read ({e.strerror})") from e
     except yaml.YAMLError as e:
@@ -323,5 +354,10 @@ def load_scenario(path: str | Path) -> Scenario:
     try:
         return Scenario.model_validate(data)
     except ValidationError as e:
-        msgs = [f"{'.'.join(map(str, err['loc'])) or '(top level)'}: {err['msg']}" for err in e.errors()[:30]]
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        msgs = []
+        for err in e.errors()[:30]:
+            line = yaml_line(root, err["loc"])
+            where = f"line {line}: " if line is not None else ""
+            msgs.append(f"{where}{'.'.join(map(str, err['loc'])) or '(top level)'}: {err['msg']}")
         raise ScenarioError(f"{path}: {len(e.errors())} error(s):\n  - " + "\n  - ".join(msgs)) from e

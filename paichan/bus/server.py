@@ -55,6 +55,7 @@ class EmbeddedRedis:
              "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
              "--logfile", str(self.workdir / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a terminal's Ctrl-C reaches the run, which then stops this server itself
         )
         deadline = time.monotonic() + timeout
         client = redis.Redis.from_url(self.url)

@@ -32,6 +32,7 @@ from itertools import accumulate, pairwise
 
 from pydantic import BaseModel, Field
 
+from paichan.checker.calendar import non_working
 from paichan.domain import (
     KPIs,
     Mode,
@@ -223,7 +224,7 @@ class _Checker:
     def windows(self, resource: Resource) -> _Windows:
         """Non-working windows of ``resource`` up to the horizon (cached)."""
         if resource.id not in self._windows:
-            self._windows[resource.id] = _Windows(resource.calendar.unavailable(max(1, self.horizon)))
+            self._windows[resource.id] = _Windows(non_working(resource.calendar, max(1, self.horizon)))
         return self._windows[resource.id]
 
     def run(self) -> list[Violation]:

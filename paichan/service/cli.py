@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from paichan.checker import check
 from paichan.domain import Problem, ProblemError
 from paichan.service.adapters_cli import register as register_adapters
-from paichan.service.common import CliError, load_problem
+from paichan.service.common import CliError, load_problem, load_schedule
 from paichan.solver import SolutionEvent, SolveParams, SolveResult, solve
 from paichan.solver.readers import InstanceFormatError, instance_indices, machine_index, read_instance
 
@@ -117,9 +117,12 @@ def cmd_solve(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from paichan.examples import demo_plant
     from paichan.service.gantt import gantt_html
+    from paichan.service.output import DEMO_FILES, clear_stale
 
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
+    for f in clear_stale(out, DEMO_FILES):  # an agents run's journal would tell another story than this chart
+        print(f"removed {f} (from an earlier `paichan run` into the same directory)", file=sys.stderr)
     problem = demo_plant()
     (out / "problem.json").write_text(problem.model_dump_json(indent=2), encoding="utf-8")
     ops = sum(len(o.operations) for o in problem.orders)
@@ -157,12 +160,23 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return _write_schema(Problem, args.output)
 
 
-def cmd_check(args: argparse.Namespace) -> int:
-    from paichan.domain import Schedule
+def _check_problem(path: Path) -> Problem:
+    """A problem.json, or a scenario YAML (its global problem with all its disruptions, as `paichan run` ends)."""
+    if path.suffix.lower() in (".yaml", ".yml"):
+        from paichan.agents.scenario import ScenarioError, global_problem, load_scenario, scenario_delays
 
-    problem = load_problem(Path(args.problem))
-    raw = json.loads(Path(args.schedule).read_text(encoding="utf-8"))
-    schedule = Schedule.model_validate(raw.get("schedule", raw) if isinstance(raw, dict) else raw)
+        try:
+            sc = load_scenario(path)
+        except ScenarioError as e:
+            raise CliError(str(e)) from e
+        return global_problem(sc, scenario_delays(sc))
+    return load_problem(path, brief=True)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Exit 0 feasible, 1 infeasible (violations listed), 2 unusable input (one line naming file and field)."""
+    problem = _check_problem(Path(args.problem))
+    schedule = load_schedule(Path(args.schedule), problem)
     report = check(problem, schedule)
     for v in report.violations:
         print(v)
@@ -174,6 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from paichan.agents.runtime import run_agents, run_centralised
     from paichan.agents.scenario import ScenarioError, load_scenario
     from paichan.bus.server import RedisUnavailable
+    from paichan.service.output import write_run
 
     try:
         sc = load_scenario(args.scenario)
@@ -182,11 +197,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     try:
         if args.centralised:
-            kpis = run_centralised(sc, out, args.time_limit)
+            result = run_centralised(sc, args.time_limit)
         else:
-            kpis = run_agents(sc, out, timeout=args.timeout)
+            result = run_agents(sc, out, timeout=args.timeout)
     except RedisUnavailable as e:
         raise CliError(str(e)) from e
+    except KeyboardInterrupt:  # Network.close has stopped the agents, Ray and the private redis-server
+        what = "centralised solve stopped" if args.centralised else \
+            "run stopped, agents, Ray and the private redis-server shut down"
+        print(f"interrupted: {what}; nothing written", file=sys.stderr)
+        return 130
+    kpis = write_run(out, result)
     print(json.dumps({k: kpis.get(k) for k in ("feasible", "weighted_tardiness", "makespan", "late_orders",
                                                "total_tardiness", "messages", "wall_time_s")}))
     print(f"wrote {out / 'schedule.json'}, {out / 'kpis.json'}, {out / 'negotiations.jsonl'}, {out / 'gantt.html'}",
@@ -195,23 +216,29 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
-    from paichan.agents.explain import JournalError, load_journal, order_story, summary
+    from paichan.agents.explain import JournalError, clock, load_journal, order_story, run_origin, summary
 
     try:
         entries = load_journal(args.run)
     except JournalError as e:
         raise CliError(str(e)) from e
+    origin = run_origin(args.run)
+    at = clock(origin)
     if args.order:
         try:
-            print("\n".join(order_story(entries, args.order)))
+            print("\n".join(order_story(entries, args.order, at)))
         except KeyError as e:
             raise CliError(str(e.args[0])) from e
         return 0
     rows = sorted(summary(entries), key=lambda r: (-(r["tardiness"] or 0) * r["priority"], r["order"]))
-    print(f"{'order':10} {'plant':6} {'line':10} {'due':>7} {'done':>7} {'late':>6} {'prio':>4} {'rounds':>6} "
+    w = 17 if origin else 7  # "12345 (Mon 08:00)"
+    if origin:
+        print(f"times: minutes from {origin.isoformat()} (weekday and clock time in brackets)")
+    print(f"{'order':10} {'plant':6} {'line':10} {'due':>{w}} {'done':>{w}} {'late':>6} {'prio':>4} {'rounds':>6} "
           f"{'bids':>4} {'esc':>3} {'moves':>5} {'upd':>3}")
     for r in rows:
-        print(f"{r['order']:10} {r['plant']:6} {r['line'] or '-':10} {r['due']:>7} {r['completion'] or '-':>7} "
+        done = at(r["completion"]) if r["completion"] is not None else "-"
+        print(f"{r['order']:10} {r['plant']:6} {r['line'] or '-':10} {at(r['due']):>{w}} {done:>{w}} "
               f"{r['tardiness'] if r['tardiness'] is not None else '-':>6} {r['priority']:>4} {r['rounds']:>6} "
               f"{r['bids']:>4} {'yes' if r['escalated'] else '':>3} {r['moves']:>5} {r['updates']:>3}")
     return 0
@@ -223,8 +250,21 @@ def cmd_scenario_schema(args: argparse.Namespace) -> int:
     return _write_schema(Scenario, args.output)
 
 
+def _version() -> str:
+    """The installed distribution's version, else the package's own (a source checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("paichan")
+    except PackageNotFoundError:
+        from paichan import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="paichan", description="Production scheduling on a CP-SAT core.")
+    p.add_argument("--version", action="version", version=f"paichan {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("solve", help="solve a job-shop instance or a problem.json")
     s.add_argument("instance", help="instance file (with --format) or problem .json")
@@ -259,9 +299,10 @@ def build_parser() -> argparse.ArgumentParser:
     ss = sub.add_parser("scenario-schema", help="print the JSON Schema of scenario files")
     ss.add_argument("--output")
     ss.set_defaults(func=cmd_scenario_schema)
-    c = sub.add_parser("check", help="verify a schedule against a problem with the independent checker")
-    c.add_argument("problem")
-    c.add_argument("schedule")
+    c = sub.add_parser("check", help="verify a schedule against a problem with the independent checker "
+                       "(exit 0 feasible, 1 infeasible, 2 unusable input)")
+    c.add_argument("problem", help="problem.json, or the scenario YAML of a `paichan run` schedule")
+    c.add_argument("schedule", help="a Schedule, `paichan solve problem.json` output, or `paichan run` schedule.json")
     c.set_defaults(func=cmd_check)
     register_adapters(sub)
     return p
@@ -274,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
