@@ -140,12 +140,30 @@ def _kpis(problem: Problem, entries: dict[str, ScheduledOperation]) -> KPIs:
         weighted_tardiness=weighted,
         total_tardiness=total,
         late_orders=late,
-        total_setup=sum(e.setup_before for e in entries.values()),
+        total_setup=_required_setup(problem, entries),
         utilisation=utilisation,
     )
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _required_setup(problem: Problem, entries: dict[str, ScheduledOperation]) -> int:
+    """Changeover time the machine sequences need: a property of the sequence, not of what the
+    schedule chose to reserve (reserving more is allowed, counting it would reward padding)."""
+    families = {op.id: op.family for _, op in problem.operations()}
+    by_machine: dict[str, list[ScheduledOperation]] = defaultdict(list)
+    for e in entries.values():
+        if e.end > e.start:  # zero-duration work takes no machine time and no changeover
+            by_machine[e.resource].append(e)
+    total = 0
+    for r in problem.resources:
+        seq = sorted(by_machine.get(r.id, []), key=lambda e: (e.start, e.end, e.operation))
+        previous = r.initial_family
+        for e in seq:
+            total += r.setup_time(previous, families.get(e.operation))
+            previous = families.get(e.operation)
+    return total
 
 
 def _first_entries(problem: Problem, schedule: Schedule) -> dict[str, ScheduledOperation]:

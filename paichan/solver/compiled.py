@@ -274,7 +274,7 @@ def _horizon(problem: Problem, ops: list[COp]) -> tuple[int, dict[str, list[tupl
 
     A serial schedule is simulated: every planned operation, in topological
     order, starts after the previous one has ended (plus the longest setup),
-    in the mode that ends first under its machine's and pools' calendars, and
+    in the mode that ends last under its machine's and pools' calendars, and
     not before material is there for the whole demand. Nothing overlaps, so
     it is feasible; its end bounds the horizon however much time calendars,
     long downtimes or late receipts cost. Returns it with the calendars'
@@ -316,7 +316,7 @@ def _horizon(problem: Problem, ops: list[COp]) -> tuple[int, dict[str, list[tupl
                     if s2 == s:
                         break
                     s = s2
-                if best is None or e < best:
+                if best is None or e > best:  # any mode may be forced (groups, pins): the slowest
                     best = e
             end[i] = best if best is not None else t0
             t = max(t, end[i])

@@ -223,8 +223,12 @@ def record_setups(cp: CProblem, mode: list[int], start: list[int], end: list[int
     seqs: dict[int, list[int]] = {}
     for c in cp.ops:
         m = c.modes[mode[c.idx]].machine
-        if cp.machines[m].has_setups and end[c.idx] > start[c.idx]:
+        if not cp.machines[m].has_setups:
+            continue
+        if end[c.idx] > start[c.idx]:
             seqs.setdefault(m, []).append(c.idx)
+        else:
+            setup[c.idx] = 0  # zero-duration work takes no machine time and needs no changeover
     for m, ids in seqs.items():
         mach = cp.machines[m]
         ids.sort(key=lambda i: (start[i], end[i]))

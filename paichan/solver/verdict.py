@@ -46,7 +46,8 @@ def model_verdict(problem: Problem, schedule: Schedule, time_limit: float = 10.0
     if last >= cp.horizon:  # a schedule may idle past the model's horizon and still be feasible
         cp = compile_problem(problem, horizon=last + 1)
     ref = evaluate.from_schedule(cp, reference) if reference is not None else None
-    built = ModelBuilder(cp, cp.horizon, reference=ref).build()
+    # each operation ends where the schedule says: only the breaks up to there enter the model
+    built = ModelBuilder(cp, cp.horizon, reference=ref, ub=list(tt.end)).build()
     m = built.model
     for i, v in built.ops.items():
         c = cp.ops[i]
