@@ -340,6 +340,9 @@ def explain(cp: CProblem, reference: Timetable | None, params: SolveParams, time
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit
     solver.parameters.num_workers = 1  # sufficient assumptions come from the core-based search
+    # no presolve: it may merge an assumption literal with a model literal (a mode's presence) and report
+    # that one instead, which names no requirement
+    solver.parameters.cp_model_presolve = False
     solver.parameters.random_seed = params.seed
     st = solver.solve(built.model)
     if st == cp_model.INFEASIBLE:
