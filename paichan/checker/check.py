@@ -457,6 +457,7 @@ class _Checker:
     def precedence(self) -> None:
         """``min_lag <= start(op) - end(pred) <= max_lag`` for every link."""
         for p in self.placed.values():
+            links: list[tuple[str, int, int | None]]
             if p.op.predecessors is None:
                 links = [(p.order.operations[p.position - 1].id, 0, None)] if p.position > 0 else []
             else:

@@ -127,6 +127,7 @@ def compile_problem(problem: Problem, horizon: int | None = None) -> CProblem:
                       m.group)
                 for m in op.modes
             ]
+            preds: list[tuple[int, int, int | None]]
             if op.predecessors is None:
                 preds = [(op_index[order.operations[k - 1].id], 0, None)] if k > 0 else []
             else:
@@ -172,8 +173,8 @@ def compile_problem(problem: Problem, horizon: int | None = None) -> CProblem:
     expanded: dict[str, list[tuple[int, int]]] = {}
     if horizon is None:
         horizon, expanded = _horizon(problem, ops)
-    machines = []
-    pools = []
+    machines: list[CMachine] = []
+    pools: list[CPool] = []
     calendar_ids: dict[tuple[tuple[int, int], ...], int] = {}
     for r in problem.resources:
         windows = _clip(expanded[r.id], horizon) if r.id in expanded else _expand(r.calendar, horizon)

@@ -370,7 +370,7 @@ class ModelBuilder:
         cp, m = self.cp, self.m
         mach = cp.machines[mi]
         nodes, left = self._setup_nodes(members)
-        arcs: list[tuple[int, int, cp_model.IntVar | int]] = []
+        arcs: list[tuple[int, int, LinearExpr]] = []
         recorded: list[tuple[int, int, cp_model.IntVar, int]] = []
         incoming: dict[int, list[tuple[LinearExpr, int]]] = {}
         for a, (i, k) in enumerate(nodes, start=1):
@@ -405,7 +405,8 @@ class ModelBuilder:
         m.add_circuit([(a, b, lit) for a, b, lit in arcs])  # type: ignore[misc]
         self.built.arcs[mi] = recorded
         for j, ins in incoming.items():  # an operation with modes on several machines: only one arc is on
-            self.built.setup_vars[j] = self.built.setup_vars.get(j, 0) + sum(lit * su for lit, su in ins if su)
+            incoming_setup: LinearExpr = sum(lit * su for lit, su in ins if su)
+            self.built.setup_vars[j] = self.built.setup_vars.get(j, 0) + incoming_setup  # type: ignore[operator]
 
     def _setup_nodes(self, members: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], int | None]:
         """The machine's operations in its setup circuit, and the pinned one the sequence starts from.

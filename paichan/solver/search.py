@@ -112,4 +112,4 @@ def run_cpsat(built: Built, params: SolveParams, time_limit: float, workers: int
         # presolve probing of a large rich model (break choices, material literals) can take
         # tens of seconds before the first conflict; CP-SAT's own LNS needs no probing
         solver.parameters.cp_model_probing_level = 0
-    return solver, solver.solve(built.model, callback)
+    return solver, int(solver.solve(built.model, callback))

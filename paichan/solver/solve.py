@@ -201,7 +201,7 @@ def _monolithic(cp: CProblem, objective: Objective, progress: Progress, params: 
     """One CP-SAT model of the whole problem; lexicographic objectives in stages."""
     if objective.lexicographic is None and progress.best is not None:
         return _full_then_lns(cp, objective, progress, params, deadline, stats)
-    stages: list[ObjectiveName | None] = list(objective.lexicographic or [None])
+    stages: list[ObjectiveName | None] = list(objective.lexicographic) if objective.lexicographic else [None]
     fixed_terms: list[tuple[ObjectiveName, int]] = []
     all_optimal = True
     for n_stage, stage in enumerate(stages):
@@ -295,7 +295,7 @@ def _core_search(cp: CProblem, objective: Objective, progress: Progress, params:
     search = tabu.TabuSearch(cp, progress.best, seed=params.seed)
     proved = threading.Event()
     cp_workers = params.workers - 1
-    cp_status: list[int] = [cp_model.UNKNOWN]
+    cp_status: list[int] = [int(cp_model.UNKNOWN)]
     large = len(cp.ops) > DECOMPOSE_ABOVE
 
     def cpsat_side(time_limit: float, workers: int) -> None:
@@ -304,7 +304,7 @@ def _core_search(cp: CProblem, objective: Objective, progress: Progress, params:
             return
         built = _build_full(cp, objective, progress, None, [])
         solver, st = run_cpsat(built, params, time_limit, workers, Collector(built, cp, progress, "cp-sat"))
-        cp_status[0] = st
+        cp_status[0] = int(st)
         stats["cp_sat_status"] = solver.status_name(st)
         if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             progress.bound = max(progress.bound or 0, solver.best_objective_bound)

@@ -72,10 +72,12 @@ def model_verdict(problem: Problem, schedule: Schedule, time_limit: float = 10.0
     solver.parameters.num_workers = 1
     st = solver.solve(m)
     proto = m.Proto()
-    size = {"variables": len(proto.variables), "constraints": len(proto.constraints)}
+    nv, nc = len(proto.variables), len(proto.constraints)
     if st == cp_model.INFEASIBLE:
-        return ModelVerdict(status="infeasible", reason="CP-SAT proves the fixed schedule infeasible", **size)
+        return ModelVerdict(status="infeasible", reason="CP-SAT proves the fixed schedule infeasible",
+                            variables=nv, constraints=nc)
     if st not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return ModelVerdict(status="unknown", reason=solver.status_name(st), **size)
+        return ModelVerdict(status="unknown", reason=solver.status_name(st), variables=nv, constraints=nc)
     terms = {t: int(solver.value(e)) for t, e in built.terms.items()}
-    return ModelVerdict(status="feasible", terms=terms, objective=evaluate.scalar(problem.objective, terms), **size)
+    return ModelVerdict(status="feasible", terms=terms, objective=evaluate.scalar(problem.objective, terms),
+                        variables=nv, constraints=nc)
