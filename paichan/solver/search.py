@@ -102,7 +102,7 @@ def read_timetable(solver: cp_model.CpSolver | cp_model.CpSolverSolutionCallback
 
 
 def run_cpsat(built: Built, params: SolveParams, time_limit: float, workers: int,
-           callback: cp_model.CpSolverSolutionCallback | None) -> tuple[cp_model.CpSolver, int]:
+           callback: cp_model.CpSolverSolutionCallback | None) -> tuple[cp_model.CpSolver, cp_model.CpSolverStatus]:
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.01, time_limit)
     solver.parameters.num_workers = workers
@@ -112,4 +112,4 @@ def run_cpsat(built: Built, params: SolveParams, time_limit: float, workers: int
         # presolve probing of a large rich model (break choices, material literals) can take
         # tens of seconds before the first conflict; CP-SAT's own LNS needs no probing
         solver.parameters.cp_model_probing_level = 0
-    return solver, int(solver.solve(built.model, callback))
+    return solver, solver.solve(built.model, callback)

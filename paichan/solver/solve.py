@@ -274,7 +274,7 @@ def _full_then_lns(cp: CProblem, objective: Objective, progress: Progress, param
 
 
 def _full_slice(built: Built, cp: CProblem, progress: Progress, params: SolveParams, time_limit: float,
-                stats: dict[str, float | int | str], name: str) -> tuple[int, float | None]:
+                stats: dict[str, float | int | str], name: str) -> tuple[cp_model.CpSolverStatus, float | None]:
     """Run the full model for a slice; returns its status and when it last improved the incumbent."""
     cb = Collector(built, cp, progress, "cp-sat")
     before = len(progress.history)
@@ -295,7 +295,7 @@ def _core_search(cp: CProblem, objective: Objective, progress: Progress, params:
     search = tabu.TabuSearch(cp, progress.best, seed=params.seed)
     proved = threading.Event()
     cp_workers = params.workers - 1
-    cp_status: list[int] = [int(cp_model.UNKNOWN)]
+    cp_status: list[cp_model.CpSolverStatus] = [cp_model.UNKNOWN]
     large = len(cp.ops) > DECOMPOSE_ABOVE
 
     def cpsat_side(time_limit: float, workers: int) -> None:
@@ -304,7 +304,7 @@ def _core_search(cp: CProblem, objective: Objective, progress: Progress, params:
             return
         built = _build_full(cp, objective, progress, None, [])
         solver, st = run_cpsat(built, params, time_limit, workers, Collector(built, cp, progress, "cp-sat"))
-        cp_status[0] = int(st)
+        cp_status[0] = st
         stats["cp_sat_status"] = solver.status_name(st)
         if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             progress.bound = max(progress.bound or 0, solver.best_objective_bound)
