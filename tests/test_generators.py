@@ -53,9 +53,9 @@ def test_options_drop_materials_and_spanning() -> None:
 
 
 def test_ten_thousand_operations_quickly() -> None:
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time: the 2 shared cores are often busy with other runs
     problem = factory_instance(10_000, 0)
-    elapsed = time.perf_counter() - t0
+    elapsed = time.process_time() - t0
     validate(problem)
     assert len(problem.operations()) == 10_000
     assert elapsed < 3.0
