@@ -39,10 +39,11 @@ from paichan.domain import Problem
 
 def scenario(seed: int, rng: random.Random) -> tuple[Scenario, dict[str, Any]]:
     """A small two-plant network; the draw is returned for the result table."""
-    draw = {"orders": rng.choice([8, 10, 14]), "timeout_s": rng.choice([0.5, 1.0, 2.0, 5.0]),
-            "slack": rng.choice([(10, 30), (30, 120)]), "crashes": rng.choice([0, 1, 2])}
-    sc = small_network(orders=draw["orders"], seed=seed, hosting="per_agent", timeout_s=draw["timeout_s"],
-                       due_slack=draw["slack"], name=f"chaos{seed}")
+    orders, timeout_s = rng.choice([8, 10, 14]), rng.choice([0.5, 1.0, 2.0, 5.0])
+    slack, crashes = rng.choice([(10, 30), (30, 120)]), rng.choice([0, 1, 2])
+    draw: dict[str, Any] = {"orders": orders, "timeout_s": timeout_s, "slack": slack, "crashes": crashes}
+    sc = small_network(orders=orders, seed=seed, hosting="per_agent", timeout_s=timeout_s, due_slack=slack,
+                       name=f"chaos{seed}")
     return sc, draw
 
 

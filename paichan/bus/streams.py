@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 from pydantic import BaseModel
@@ -103,16 +104,20 @@ class Bus:
         out: list[Envelope] = []
         last = "-"
         while True:
-            batch = self.r.xrange(self.journal, min=last, count=5000)
+            batch = cast(list[tuple[str, dict[str, str]]], self.r.xrange(self.journal, min=last, count=5000))
             if last != "-":
                 batch = batch[1:]
             if not batch:
                 return out
-            out.extend(Envelope.model_validate_json(f[FIELD]) for _, f in batch)  # type: ignore[index]
-            last = batch[-1][0]  # type: ignore[index]
+            out.extend(Envelope.model_validate_json(f[FIELD]) for _, f in batch)
+            last = batch[-1][0]
 
     def dead_letters(self) -> list[dict[str, str]]:
-        return [f for _, f in self.r.xrange(self.deadletter)]  # type: ignore[misc]
+        return [f for _, f in cast(list[tuple[str, dict[str, str]]], self.r.xrange(self.deadletter))]
+
+
+#: what XREADGROUP returns with decode_responses: [(stream, [(entry id, fields)])], or None
+_Read = list[tuple[str, list[tuple[str, dict[str, str]]]]] | None
 
 
 class Consumer:
@@ -146,15 +151,16 @@ class Consumer:
         """Next deliveries: own pending first, then new entries, then orphans of dead consumers."""
         out: list[Delivery] = []
         if self._backlog:
-            resp = self.bus.r.xreadgroup(self.group, self.consumer, {s: "0" for s in self.streams}, count=count)
-            for stream, entries in resp or []:  # type: ignore[union-attr]
+            resp = cast(_Read, self.bus.r.xreadgroup(self.group, self.consumer, {s: "0" for s in self.streams},
+                                                     count=count))
+            for stream, entries in resp or []:
                 out.extend(self._decode(stream, i, f) for i, f in entries if f)
             if not out:
                 self._backlog = False
             return out
-        resp = self.bus.r.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams}, count=count,
-                                     block=block_ms)
-        for stream, entries in resp or []:  # type: ignore[union-attr]
+        resp = cast(_Read, self.bus.r.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
+                                                 count=count, block=block_ms))
+        for stream, entries in resp or []:
             out.extend(self._decode(stream, i, f) for i, f in entries)
         return out
 

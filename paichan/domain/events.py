@@ -232,10 +232,10 @@ def apply_events(
         if isinstance(ev, OperationProgressEvent):
             progress.append(ev)
             continue
-        r = resources.get(ev.machine)
-        if r is None:
+        found = resources.get(ev.machine)
+        if found is None:
             report.append(f"rejected: event '{ev.event_id}': unknown machine '{ev.machine}'")
-        elif r.kind != ResourceKind.MACHINE:
+        elif found.kind != ResourceKind.MACHINE:
             report.append(f"rejected: event '{ev.event_id}': '{ev.machine}' is a pool, not a machine")
         else:
             machine_events.setdefault(ev.machine, []).append(ev)

@@ -51,7 +51,7 @@ def cmd_solve(args: argparse.Namespace) -> int:
         raise CliError(f"{path}: say --format jssp or --format fjsp for instance files (or give a .json problem)")
     if fmt in ("jssp", "fjsp"):
         try:
-            problem = read_instance(path, fmt)
+            problem = read_instance(path, "jssp" if fmt == "jssp" else "fjsp")
         except InstanceFormatError as e:
             raise CliError(str(e)) from e
         except OSError as e:

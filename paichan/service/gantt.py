@@ -27,16 +27,17 @@ def gantt_html(problem: Problem, schedule: Schedule, kpis: KPIs | None = None, t
         for s, e in m.calendar.unavailable(end + 1):
             parts.append(f'<rect x="{left + s * scale:.1f}" y="{y}" width="{max(0.5, (e - s) * scale):.1f}" '
                          f'height="{row_h - 4}" fill="#ddd"><title>not working {s}-{e}</title></rect>')
-    for s in schedule.operations:
-        if s.resource not in rows:
+    for so in schedule.operations:
+        if so.resource not in rows:
             continue
-        y = top + rows[s.resource] * row_h
-        if s.setup_before:
-            parts.append(f'<rect x="{left + (s.start - s.setup_before) * scale:.1f}" y="{y + 6}" '
-                         f'width="{s.setup_before * scale:.1f}" height="{row_h - 16}" fill="#999"/>')
-        label = html.escape(f"{s.operation} ({s.order}) {_fmt(problem, s.start)} - {_fmt(problem, s.end)}")
-        parts.append(f'<rect x="{left + s.start * scale:.1f}" y="{y}" width="{max(1.0, (s.end - s.start) * scale):.1f}"'
-                     f' height="{row_h - 4}" fill="{colours.get(s.order, "#888")}" stroke="#333" stroke-width="0.3">'
+        y = top + rows[so.resource] * row_h
+        if so.setup_before:
+            parts.append(f'<rect x="{left + (so.start - so.setup_before) * scale:.1f}" y="{y + 6}" '
+                         f'width="{so.setup_before * scale:.1f}" height="{row_h - 16}" fill="#999"/>')
+        label = html.escape(f"{so.operation} ({so.order}) {_fmt(problem, so.start)} - {_fmt(problem, so.end)}")
+        parts.append(f'<rect x="{left + so.start * scale:.1f}" y="{y}" '
+                     f'width="{max(1.0, (so.end - so.start) * scale):.1f}"'
+                     f' height="{row_h - 4}" fill="{colours.get(so.order, "#888")}" stroke="#333" stroke-width="0.3">'
                      f"<title>{label}</title></rect>")
     for k in range(11):
         t = round(end * k / 10)
