@@ -115,15 +115,15 @@ def find_problems(problem: Problem) -> list[Finding]:
                 if k > 0:
                     graph.add_edge(order.operations[k - 1].id, op.id)
             else:
-                for pi, p in enumerate(preds):
-                    if p.operation not in known_ops:
+                for pi, link in enumerate(preds):
+                    if link.operation not in known_ops:
                         out.append(
-                            Finding(f"{path}.predecessors[{pi}].operation", f"unknown operation '{p.operation}'")
+                            Finding(f"{path}.predecessors[{pi}].operation", f"unknown operation '{link.operation}'")
                         )
-                    elif p.operation == op.id:
+                    elif link.operation == op.id:
                         out.append(Finding(f"{path}.predecessors[{pi}].operation", "operation precedes itself"))
                     else:
-                        graph.add_edge(p.operation, op.id)
+                        graph.add_edge(link.operation, op.id)
 
     try:
         cycle = nx.find_cycle(graph)
