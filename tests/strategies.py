@@ -68,6 +68,7 @@ class Features:
     groups: bool = True  # one_group orders with mode groups
     fixed_work: bool = True  # now > 0 with started / done operations
     objectives: bool = True  # weights mixing makespan, weighted tardiness, setup
+    lexicographic: bool = True  # sometimes a lexicographic objective instead of weights
 
 
 def _working(windows: list[tuple[int, int]], t: int) -> bool:
@@ -243,6 +244,9 @@ def objectives(draw: st.DrawFn, f: Features) -> Objective:
     """Weights mixing makespan, weighted tardiness and setup (at least one positive)."""
     if not f.objectives:
         return Objective()
+    terms = [ObjectiveName.MAKESPAN, ObjectiveName.WEIGHTED_TARDINESS, ObjectiveName.SETUP]
+    if f.lexicographic and draw(st.integers(0, 5)) == 0:
+        return Objective(lexicographic=draw(st.permutations(terms).map(lambda ts: ts[: 1 + len(ts) // 2])))
     weights = {
         ObjectiveName.MAKESPAN: draw(st.sampled_from([0, 1, 2])),
         ObjectiveName.WEIGHTED_TARDINESS: draw(st.sampled_from([0, 1, 3])),
@@ -293,6 +297,8 @@ def _fix_shop_floor(draw: st.DrawFn, problem: Problem) -> None:
             if any(hi is not None and start > done_end[p] + hi for p, _, hi in links) or start >= now:
                 break
             started = end > now or (k == n_fixed - 1 and draw(st.booleans()))
+            if not started:  # the shop floor may report a done operation a little late
+                end = min(now, end + draw(st.integers(0, 3)))
             op.status = OperationStatus.STARTED if started else OperationStatus.DONE
             op.actual = Actual(resource=machine.id, start=start, end=None if started else end)
             cursor[machine.id] = end

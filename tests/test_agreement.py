@@ -40,8 +40,8 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures" / "agreement"
 TIME_LIMIT = 5.0  # generous: these problems solve in well under a second
 TOLERANCE = 1e-6
 
-FAST = settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-SLOW = settings(max_examples=400, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=300, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=2000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 
 
 class Disagreement(AssertionError):
@@ -204,7 +204,7 @@ def test_checker_clean_schedules_are_model_feasible(problem: Problem, seed: int)
     verdict_agreement(problem, [*schedules, *([rand] if rand is not None else [])])
 
 
-@FAST
+@settings(FAST, max_examples=150)
 @given(problems(Features(calendars=False, downtimes=False, setups=False, fixed_work=False, materials=False)))
 def test_agreement_on_plain_flexible_shops(problem: Problem) -> None:
     """(a) with the exotic features off: the base must agree before the features are blamed."""
