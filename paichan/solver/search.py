@@ -77,8 +77,11 @@ class Collector(cp_model.CpSolverSolutionCallback):
     def __init__(self, built: Built, cp: CProblem, progress: Progress, source: str) -> None:
         super().__init__()
         self.built, self.cp, self.progress, self.source = built, cp, progress, source
+        self.searching_since: float | None = None  # first solution seen: presolve is over
 
     def on_solution_callback(self) -> None:
+        if self.searching_since is None:
+            self.searching_since = time.monotonic()
         self.progress.bound = self.best_objective_bound
         self.progress.offer(read_timetable(self, self.built, self.cp), self.source)
 
@@ -101,8 +104,8 @@ def read_timetable(solver: cp_model.CpSolver | cp_model.CpSolverSolutionCallback
     return tt
 
 
-def run_cpsat(built: Built, params: SolveParams, time_limit: float, workers: int,
-           callback: cp_model.CpSolverSolutionCallback | None) -> tuple[cp_model.CpSolver, cp_model.CpSolverStatus]:
+def make_solver(built: Built, params: SolveParams, time_limit: float, workers: int) -> cp_model.CpSolver:
+    """A CP-SAT solver set up for this model and budget."""
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = max(0.01, time_limit)
     solver.parameters.num_workers = workers
@@ -112,4 +115,10 @@ def run_cpsat(built: Built, params: SolveParams, time_limit: float, workers: int
         # presolve probing of a large rich model (break choices, material literals) can take
         # tens of seconds before the first conflict; CP-SAT's own LNS needs no probing
         solver.parameters.cp_model_probing_level = 0
+    return solver
+
+
+def run_cpsat(built: Built, params: SolveParams, time_limit: float, workers: int,
+              callback: cp_model.CpSolverSolutionCallback | None) -> tuple[cp_model.CpSolver, cp_model.CpSolverStatus]:
+    solver = make_solver(built, params, time_limit, workers)
     return solver, solver.solve(built.model, callback)

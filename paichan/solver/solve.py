@@ -22,15 +22,17 @@ from paichan.solver.compiled import CProblem, compile_problem
 from paichan.solver.heuristic import RULES, Timetable, construct, generate_repaired
 from paichan.solver.lns import improve
 from paichan.solver.model import Built, ModelBuilder, add_hint, end_bounds
-from paichan.solver.search import Callback, Collector, Progress, read_timetable, run_cpsat
+from paichan.solver.search import Callback, Collector, Progress, make_solver, read_timetable, run_cpsat
 
 #: share of the time limit the dispatching rules may use once one has produced a schedule
 HEURISTIC_SHARE = 0.25
 #: above this many operations the monolithic model gives way to LNS windows
 DECOMPOSE_ABOVE = 3000
-#: CP-SAT variables up to which the full model gets all the time, and above which it gets only a short look
-SMALL_MODEL = 5_000
+#: CP-SAT variables above which the full model is not tried (LNS windows only)
 LARGE_MODEL = 200_000
+#: the full model is stopped after this share of the time limit (at least STALL_MIN_S) without improving
+STALL_SHARE = 0.5
+STALL_MIN_S = 10.0
 
 
 def solve(problem: Problem, params: SolveParams | None = None, on_solution: Callback | None = None) -> SolveResult:
@@ -233,59 +235,68 @@ def _monolithic(cp: CProblem, objective: Objective, progress: Progress, params: 
 
 def _full_then_lns(cp: CProblem, objective: Objective, progress: Progress, params: SolveParams, deadline: float,
                    stats: dict[str, float | int | str]) -> SolveStatus:
-    """The full model first; LNS windows where it stalls; the full model again at the end.
+    """The full model while it makes progress; LNS windows when it stalls or is too big.
 
-    The full model gives bounds and proofs and is best on small problems. On rich ones
-    (many modes, calendars, setups, material) it can sit for a long time without a
-    better solution, while windows keep improving. So: a first slice of the full model
-    (short when the model is large); if it proved optimality, done; if it was still
-    improving late in its slice, it keeps the time; otherwise LNS takes over, and a
-    last slice of the full model, hinted with LNS's incumbent, looks for a proof.
+    The full model gives bounds and proofs, and CP-SAT's own neighbourhood search on it
+    is the strongest improver while it moves. On rich problems it can sit without a
+    better solution (or not get past presolve) for a long time: a watchdog stops it
+    when it has not improved the incumbent for a stall period (half the limit, at
+    least 10 s, counted from its first solution), and LNS windows take the rest of the time. Above ``LARGE_MODEL``
+    variables the full model is skipped.
     """
-    t_start = time.monotonic()
     built = _build_full(cp, objective, progress, None, [])
     proto = built.model.Proto()
     size = len(proto.variables)
     stats["model_variables"], stats["model_constraints"] = size, len(proto.constraints)
-    left = deadline - time.monotonic()
-    first = left if size <= SMALL_MODEL else max(min(left, 1.0), (0.6 if size <= LARGE_MODEL else 0.1) * left)
-    st, last_gain = _full_slice(built, cp, progress, params, first, stats, "full")
-    if st == cp_model.OPTIMAL:
-        return SolveStatus.OPTIMAL
-    if st == cp_model.INFEASIBLE and progress.best is None:
-        return SolveStatus.INFEASIBLE
-    left = deadline - time.monotonic()
-    if left <= 0.2:
-        return SolveStatus.FEASIBLE if progress.best is not None else SolveStatus.UNKNOWN
-    still_improving = last_gain is not None and last_gain - t_start > 0.5 * first
-    if still_improving and size <= LARGE_MODEL:
-        built = _build_full(cp, objective, progress, None, [])
-        st, _ = _full_slice(built, cp, progress, params, left, stats, "full2")
-        return SolveStatus.OPTIMAL if st == cp_model.OPTIMAL else SolveStatus.FEASIBLE
-    final = 0.2 * left if size <= LARGE_MODEL else 0.0
-    stats["method"] = "cp-sat+lns"
-    improve(cp, objective, progress, params, deadline - final, stats)
-    if final > 0.2:
-        built = _build_full(cp, objective, progress, None, [])
-        st, _ = _full_slice(built, cp, progress, params, deadline - time.monotonic(), stats, "final")
+    if size <= LARGE_MODEL:
+        left = deadline - time.monotonic()
+        stall = max(STALL_MIN_S, STALL_SHARE * left)
+        st = _full_model(built, cp, progress, params, left, stall, stats)
         if st == cp_model.OPTIMAL:
             return SolveStatus.OPTIMAL
-    return SolveStatus.FEASIBLE
+        if st == cp_model.INFEASIBLE and progress.best is None:
+            return SolveStatus.INFEASIBLE
+    if deadline - time.monotonic() > 0.2 and progress.best is not None:
+        stats["method"] = "cp-sat+lns" if size <= LARGE_MODEL else "lns"
+        improve(cp, objective, progress, params, deadline, stats)
+    return SolveStatus.FEASIBLE if progress.best is not None else SolveStatus.UNKNOWN
 
 
-def _full_slice(built: Built, cp: CProblem, progress: Progress, params: SolveParams, time_limit: float,
-                stats: dict[str, float | int | str], name: str) -> tuple[cp_model.CpSolverStatus, float | None]:
-    """Run the full model for a slice; returns its status and when it last improved the incumbent."""
+def _full_model(built: Built, cp: CProblem, progress: Progress, params: SolveParams, time_limit: float,
+                stall: float, stats: dict[str, float | int | str]) -> cp_model.CpSolverStatus:
+    """Run the full model until done, out of time, or without improvement for ``stall`` seconds."""
     cb = Collector(built, cp, progress, "cp-sat")
-    before = len(progress.history)
-    solver, st = run_cpsat(built, params, time_limit, params.workers, cb)
-    stats[f"{name}_status"] = solver.status_name(st)
+    solver = make_solver(built, params, time_limit, params.workers)
+    done = threading.Event()
+    stalled: list[bool] = [False]
+    t0 = time.monotonic()
+
+    def watchdog() -> None:
+        """Stop the search once it has gone ``stall`` seconds without improving, counted from its first
+        solution (presolve of a large model takes its time and may still pay off), or from the start if it
+        has found nothing by half of its time."""
+        while not done.wait(0.25):
+            since = cb.searching_since
+            if since is None:
+                since = t0 + max(0.0, 0.5 * time_limit - stall)
+            last = max([since - progress.t0] + [ev.time for ev in progress.history if ev.source == "cp-sat"])
+            if time.monotonic() - progress.t0 - last > stall:
+                stalled[0] = True
+                solver.stop_search()
+                return
+
+    guard = threading.Thread(target=watchdog, daemon=True)
+    guard.start()
+    st = solver.solve(built.model, cb)
+    done.set()
+    guard.join()
+    stats["full_status"] = solver.status_name(st) + (" (stalled, stopped)" if stalled[0] else "")
+    stats["full_s"] = round(time.monotonic() - t0, 2)
     stats["conflicts"] = int(stats.get("conflicts", 0)) + solver.num_conflicts
     if st in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         progress.offer(read_timetable(solver, built, cp), "cp-sat")
         progress.bound = max(progress.bound or 0.0, solver.best_objective_bound)
-    gains = [ev for ev in progress.history[before:] if ev.source == "cp-sat"]
-    return st, (progress.t0 + gains[-1].time) if gains else None
+    return st
 
 
 def _core_search(cp: CProblem, objective: Objective, progress: Progress, params: SolveParams, deadline: float,
