@@ -26,7 +26,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from paichan.adapters.assemble import (
+from paichan.adapters.records import (
     ConsumedRec,
     EquipmentUse,
     ImportOptions,
