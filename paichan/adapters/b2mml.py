@@ -9,6 +9,10 @@ Supported messages (any of the verbs Sync, Process, Show, Change, or the bare no
   ``MaterialDefinition`` -> material names and base units;
 * V0401/V0600 ``ProductionPerformance`` -> consumed-material actuals (MaterialActual, Consumed).
 
+The document-level pieces (safe parsing, version and root detection, the packaged XSDs and
+where a schema error points) are shared with the MES reader of performance messages,
+:mod:`paichan.adapters.performance`, so every B2MML file paichan reads is parsed and validated here.
+
 Every file is validated against the packaged MESA schemas (``schemas/``). A schema error inside a
 record (ProductionRequest, MaterialLot, ...) rejects that record; one outside any record (the
 envelope: root attributes, ApplicationArea) rejects the file, unless ``lenient`` is set, which
@@ -53,6 +57,7 @@ _SCHEMA_FILES = {
     ("0600", "ProductionSchedule"): "v0600/B2MML-V0600-ProductionSchedule.xsd",
     ("0600", "ProductionPerformance"): "v0600/B2MML-V0600-ProductionPerformance.xsd",
     ("0700", "OperationsSchedule"): "v0700/B2MML-OperationsSchedule.xsd",
+    ("0700", "OperationsPerformance"): "v0700/B2MML-OperationsPerformance.xsd",
 }
 _MATERIAL_SCHEMA = {"0401": "v0401/B2MML-V0401-Material.xsd", "0600": "v0600/B2MML-V0600-Material.xsd",
                     "0700": "v0700/B2MML-Material.xsd"}
@@ -60,7 +65,8 @@ for _v, _f in _MATERIAL_SCHEMA.items():
     for _noun in ("MaterialInformation", "MaterialDefinition", "MaterialLot", "MaterialSubLot"):
         _SCHEMA_FILES[(_v, _noun)] = _f
 NOUNS = ("ProductionSchedule", "OperationsSchedule", "MaterialInformation", "MaterialDefinition", "MaterialSubLot",
-         "MaterialLot", "ProductionPerformance")
+         "MaterialLot", "ProductionPerformance")  # what `paichan import b2mml` reads
+PERFORMANCE_NOUNS = ("ProductionPerformance", "OperationsPerformance")  # what the MES performance reader reads
 DATA_VERBS = ("Sync", "Process", "Show", "Change", "")
 OTHER_VERBS = ("Get", "Cancel", "Acknowledge", "Respond", "Confirm")
 RECORDS = {"ProductionRequest", "OperationsRequest", "MaterialLot", "MaterialSubLot", "MaterialDefinition",
@@ -80,10 +86,20 @@ def schema(version: str, noun: str) -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(SCHEMA_DIR / rel)))
 
 
-def split_root(tag: str) -> tuple[str, str] | None:
-    """('Sync', 'ProductionSchedule') for 'SyncProductionSchedule'; None if the noun is not one paichan reads."""
+class B2MMLError(ValueError):
+    """A B2MML document that cannot be read at all (not well-formed, or rejected by its schema)."""
+
+
+def parse_xml(data: bytes) -> etree._ElementTree:
+    """The document tree, parsed without entity expansion or network access; raises etree.XMLSyntaxError."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=False)
+    return etree.fromstring(data, parser).getroottree()
+
+
+def split_root(tag: str, nouns: tuple[str, ...] = NOUNS) -> tuple[str, str] | None:
+    """('Sync', 'ProductionSchedule') for 'SyncProductionSchedule'; None if the noun is none of ``nouns``."""
     local = etree.QName(tag).localname
-    for noun in NOUNS:
+    for noun in nouns:
         if local.endswith(noun):
             verb = local[: -len(noun)]
             if verb in DATA_VERBS or verb in OTHER_VERBS:
@@ -97,13 +113,35 @@ def validate(doc: etree._ElementTree | etree._Element | bytes) -> list[str]:
         doc.getroottree() if isinstance(doc, etree._Element) else doc)
     root = tree.getroot()
     version = NAMESPACES.get(etree.QName(root).namespace or "")
-    parts = split_root(root.tag)
-    if version is None or parts is None:
+    parts = split_root(root.tag, NOUNS + PERFORMANCE_NOUNS)
+    if version is None or parts is None or (version, parts[1]) not in _SCHEMA_FILES:
         return [f"line {root.sourceline}: {etree.QName(root).text} is not a B2MML message paichan knows"]
     sch = schema(version, parts[1])
     if sch.validate(tree):
         return []
     return [f"line {e.line}: {_clean(e.message)}" for e in sch.error_log]
+
+
+def schema_errors(tree: etree._ElementTree,
+                  sch: etree.XMLSchema) -> list[tuple[etree._Element | None, int, str]]:
+    """Each XSD error as (element it is about, line, ``'schema: Name line N: message'``); [] if valid."""
+    if sch.validate(tree):
+        return []
+    by_line: dict[int, etree._Element] = {}
+    for el in tree.getroot().iter():
+        if isinstance(el.tag, str):
+            by_line.setdefault(el.sourceline or 0, el)
+    out: list[tuple[etree._Element | None, int, str]] = []
+    for err in sch.error_log:
+        el = _error_element(tree, err, by_line)
+        name = _ln(el) if el is not None else "line"
+        out.append((el, err.line, f"schema: {name} line {err.line}: {_clean(err.message)}"))
+    return out
+
+
+def children(el: etree._Element, name: str, ns: str) -> list[etree._Element]:
+    """The child elements ``{ns}name`` of ``el``, in document order."""
+    return [c for c in el if isinstance(c.tag, str) and c.tag == f"{{{ns}}}{name}"]
 
 
 def _clean(msg: str) -> str:
@@ -153,7 +191,7 @@ class _FileReader:
 
     # ---- element helpers ------------------------------------------------------------------------------
     def kids(self, el: etree._Element, name: str) -> list[etree._Element]:
-        out = [c for c in el if isinstance(c.tag, str) and c.tag == f"{{{self.ns}}}{name}"]
+        out = children(el, name, self.ns)
         self.used.update(out)
         return out
 
@@ -244,9 +282,8 @@ class _FileReader:
         except OSError as e:
             self.report.reject(src, "file", f"cannot read ({e.strerror})")
             return self.inp
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=False)
         try:
-            tree = etree.fromstring(data, parser).getroottree()
+            tree = parse_xml(data)
         except etree.XMLSyntaxError as e:
             self.report.reject(Source(self.file, f"line {e.lineno}"), "file", f"not well-formed XML: {e.msg}")
             self._describe("XML (not well-formed)", 0)
@@ -323,23 +360,17 @@ class _FileReader:
 
     def _schema_check(self, tree: etree._ElementTree, noun: str) -> bool:
         """Validate; sort errors into record-level (reject record) and file-level (reject file or warn)."""
-        sch = schema(self.version, noun)
-        if sch.validate(tree):
+        errors = schema_errors(tree, schema(self.version, noun))
+        if not errors:
             return True
         root = tree.getroot()
-        by_line: dict[int, etree._Element] = {}
-        for el in root.iter():
-            if isinstance(el.tag, str):
-                by_line.setdefault(el.sourceline or 0, el)
         file_errors: list[str] = []
-        for err in sch.error_log:
-            el = _error_element(tree, err, by_line)
-            msg = f"schema: {_ln(el) if el is not None else 'line'} line {err.line}: {_clean(err.message)}"
+        for el, line, msg in errors:
             foreign = el is not None and etree.QName(el).namespace != self.ns
-            record = _record_of(el) if el is not None else None
+            record = record_of(el) if el is not None else None
             if self.opts.lenient and (record is None or foreign):
                 hint = " (extension element ignored)" if foreign else ""
-                self.report.warn(Source(self.file, where(el) if el is not None else f"line {err.line}"), "file",
+                self.report.warn(Source(self.file, where(el) if el is not None else f"line {line}"), "file",
                                  f"accepted in lenient mode despite {msg}{hint}")
             elif record is None:
                 file_errors.append(msg)
@@ -717,10 +748,11 @@ def _error_element(tree: etree._ElementTree, err: etree._LogEntry,
     return by_line.get(err.line)
 
 
-def _record_of(el: etree._Element) -> etree._Element | None:
+def record_of(el: etree._Element, records: set[str] = RECORDS) -> etree._Element | None:
+    """The innermost ancestor-or-self of ``el`` whose local name is one of ``records``; None in the envelope."""
     node: etree._Element | None = el
     while node is not None:
-        if isinstance(node.tag, str) and _ln(node) in RECORDS:
+        if isinstance(node.tag, str) and _ln(node) in records:
             return node
         node = node.getparent()
     return None
