@@ -249,26 +249,25 @@ class _Assembler:
                                     f" '{row.segment or '*'}', machine '{row.machine}' (first at {seen[key]})")
             seen.setdefault(key, row.src)
             if row.machine:
-                r = self.resources.get(row.machine)
-                if r is None and self.resource_master:
-                    row.problems.append(f"unknown machine '{row.machine}' (not in the resources file)")
-                elif r is not None and r.kind != ResourceKind.MACHINE:
-                    row.problems.append(f"'{row.machine}' is a pool, not a machine")
-                elif r is None:
-                    self.ensure_resource(row.machine, ResourceKind.MACHINE, row.src)
+                self._routing_resource(row, row.machine, ResourceKind.MACHINE)
             for sec in row.secondary:
-                r = self.resources.get(sec.resource)
-                if r is None and self.resource_master:
-                    row.problems.append(f"unknown pool '{sec.resource}' (not in the resources file)")
-                elif r is not None and r.kind != ResourceKind.POOL:
-                    row.problems.append(f"'{sec.resource}' is a machine, not a pool")
-                elif r is None:
-                    self.ensure_resource(sec.resource, ResourceKind.POOL, row.src, sec.amount)
+                self._routing_resource(row, sec.resource, ResourceKind.POOL, sec.amount)
             if row.problems:
                 self.report.reject(row.src, f"routing row {row.product or '*'}/{row.segment or '*'}",
                                    "; ".join(row.problems))
             else:
                 self.report.read["routing rows"] += 1
+
+    def _routing_resource(self, row: RoutingRow, rid: str, kind: ResourceKind, amount: int = 1) -> None:
+        """Check a machine or pool a routing row names; without a resources file, create it."""
+        what, other = ("machine", "pool") if kind == ResourceKind.MACHINE else ("pool", "machine")
+        r = self.resources.get(rid)
+        if r is None and self.resource_master:
+            row.problems.append(f"unknown {what} '{rid}' (not in the resources file)")
+        elif r is not None and r.kind != kind:
+            row.problems.append(f"'{rid}' is a {other}, not a {what}")
+        elif r is None:
+            self.ensure_resource(rid, kind, row.src, amount)
 
     def lookup(self, product: str, key: str) -> list[RoutingRow]:
         """Routing rows for (product, segment), most specific match first: exact, any product, any segment."""

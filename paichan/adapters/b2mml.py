@@ -24,7 +24,8 @@ both modes. The field-by-field mapping is documented in docs/ADAPTERS.md.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from functools import cache
 from pathlib import Path
 
@@ -756,6 +757,168 @@ def record_of(el: etree._Element, records: set[str] = RECORDS) -> etree._Element
             return node
         node = node.getparent()
     return None
+
+
+# ---- performance messages (read for the MES adapter, paichan.adapters.performance) -------------------------------
+PERFORMANCE_RECORDS = {"ProductionResponse", "OperationsResponse", "SegmentResponse", "SegmentResponseChild"}
+
+
+@dataclass
+class SegmentInfo:
+    """What one ``SegmentResponse`` says, before it becomes an event (for custom operation ids)."""
+
+    response_id: str
+    segment_id: str
+    path: str  # "ProductionResponse 53107 / SegmentResponse Weighing"
+    process_segment_ids: list[str]
+    segment_requirement_ids: list[str]
+    request_ids: list[str]
+    equipment_ids: list[str]
+    state: str | None
+    actual_start: datetime | None
+    actual_end: datetime | None
+    consumed_material: bool
+
+
+@dataclass
+class PerformanceDocument:
+    """What a Production/OperationsPerformance document says, segment by segment, and what could not be used."""
+
+    version: str  # namespace of the document, e.g. http://www.wbf.org/xml/B2MML-V0401
+    message_time: datetime | None = None  # ApplicationArea/CreationDateTime, else PublishedDate
+    segments: list[SegmentInfo] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)
+
+
+def read_performance(source: str | Path | bytes, name: str, assume_tz: tzinfo | None = None,
+                     lenient: bool = True) -> PerformanceDocument:
+    """The ``SegmentResponse`` elements (nested ones included) of a performance document, XSD-validated.
+
+    A schema error inside a response or segment leaves that record (and what it contains) out,
+    with an issue naming the file (``name`` for bytes) and element; one in the envelope is an issue
+    (``lenient``) or raises :class:`B2MMLError`. Date-times without offset are read in
+    ``assume_tz``, or skipped with an issue without one. Raises :class:`B2MMLError` if not well-formed.
+    """
+    if isinstance(source, Path | str):
+        name, data = Path(source).name, Path(source).read_bytes()
+    else:
+        data = source
+    try:
+        tree = parse_xml(data)
+    except etree.XMLSyntaxError as exc:
+        raise B2MMLError(f"{name}: not well-formed XML: {exc}") from None
+    return _PerformanceReader(name, tree, assume_tz).read(lenient)
+
+
+class _PerformanceReader:
+    """One performance document: its schema verdict, its times and the walk over its segments."""
+
+    def __init__(self, name: str, tree: etree._ElementTree, tz: tzinfo | None):
+        self.name, self.tree, self.tz = name, tree, tz
+        self.ns = etree.QName(tree.getroot()).namespace or ""
+        self.out = PerformanceDocument(version=self.ns)
+        self.bad: set[etree._Element] = set()  # records with schema errors: left out
+        self.notes: list[str] = []  # said after the content issues
+
+    def read(self, lenient: bool) -> PerformanceDocument:
+        root = self.tree.getroot()
+        self.check_schema(lenient)
+        self.out.message_time = self.message_time(root)
+        responses = [el for el in root.iter() if isinstance(el.tag, str)
+                     and _ln(el) in ("ProductionResponse", "OperationsResponse") and el not in self.bad]
+        if not responses:
+            self.out.issues.append(f"no ProductionResponse or OperationsResponse found under <{_ln(root)}>")
+        for resp in responses:
+            rid = self.first(resp, "ID") or "?"
+            for seg in children(resp, "SegmentResponse", self.ns):
+                self.segment(seg, resp, rid, f"{_ln(resp)} {rid}")
+        self.out.issues.extend(self.notes)
+        return self.out
+
+    def texts(self, el: etree._Element, name: str) -> list[str]:
+        return [t for c in children(el, name, self.ns) if (t := (c.text or "").strip())]
+
+    def first(self, el: etree._Element, name: str) -> str | None:
+        return next(iter(self.texts(el, name)), None)
+
+    def check_schema(self, lenient: bool) -> None:
+        """Validate against the packaged XSD; drop records with errors, report or refuse envelope errors."""
+        tree = self.tree
+        root = tree.getroot()
+        version = NAMESPACES.get(self.ns)
+        parts = split_root(root.tag, PERFORMANCE_NOUNS)
+        if version is None or parts is None:
+            self.notes.append(f"{self.name}: <{_ln(root)}> is not a B2MML ProductionPerformance or"
+                              " OperationsPerformance message; not schema-checked")
+            return
+        try:
+            sch = schema(version, parts[1])
+        except ValueError as exc:
+            self.notes.append(f"{self.name}: {exc}; not schema-checked")
+            return
+        envelope: list[str] = []
+        for el, line, msg in schema_errors(tree, sch):
+            record = record_of(el, PERFORMANCE_RECORDS) if el is not None else None
+            if record is None:
+                envelope.append(f"{self.name}: {where(el) if el is not None else f'line {line}'}: {msg.rstrip('.')}")
+            elif record not in self.bad:
+                self.bad.add(record)
+                self.out.issues.append(f"{self.name}: {where(record)}: {msg.rstrip('.')}; {_ln(record)} not used")
+        if envelope and not lenient:
+            raise B2MMLError("; ".join(envelope))
+        self.out.issues.extend(f"{e}; read anyway" for e in envelope)
+
+    def when(self, text: str, where: str) -> datetime | None:
+        """xsd:dateTime -> aware datetime, or None with an issue (no offset and no ``assume_tz``)."""
+        try:
+            value, naive = parse_datetime(text, self.tz or UTC)
+        except ValueError:
+            self.out.issues.append(f"{where}: '{text}' is not an xsd:dateTime; ignored")
+            return None
+        if naive and self.tz is None:
+            self.out.issues.append(f"{where}: '{text}' has no time-zone offset; ignored (pass assume_tz to accept it)")
+            return None
+        return value
+
+    def message_time(self, root: etree._Element) -> datetime | None:
+        for area in children(root, "ApplicationArea", self.ns):
+            text = self.first(area, "CreationDateTime")
+            if text:
+                return self.when(text, "ApplicationArea/CreationDateTime")
+        for el in root.iter():
+            if isinstance(el.tag, str) and _ln(el) == "PublishedDate" and (el.text or "").strip():
+                return self.when((el.text or "").strip(), "PublishedDate")
+        return None
+
+    def segment(self, seg: etree._Element, resp: etree._Element, rid: str, parent: str) -> None:
+        """One SegmentResponse and, below it, its children, as SegmentInfo."""
+        if seg in self.bad:
+            return
+        ns = self.ns
+        sid = self.first(seg, "ID") or "?"
+        path = f"{parent} / SegmentResponse {sid}"
+        equipment = [e for ea in children(seg, "EquipmentActual", ns) for e in self.texts(ea, "EquipmentID")]
+        consumed = any(
+            (self.first(ma, "MaterialUse") or "").lower() == "consumed" for ma in children(seg, "MaterialActual", ns)
+        ) or bool(children(seg, "MaterialConsumedActual", ns))
+        start, end = self.first(seg, "ActualStartTime"), self.first(seg, "ActualEndTime")
+        info = SegmentInfo(
+            response_id=rid,
+            segment_id=sid,
+            path=path,
+            process_segment_ids=self.texts(seg, "ProcessSegmentID"),
+            segment_requirement_ids=self.texts(seg, "SegmentRequirementID"),
+            request_ids=self.texts(seg, "OperationsRequestID") or self.texts(resp, "ProductionRequestID")
+            or self.texts(resp, "OperationsRequestID"),
+            equipment_ids=list(dict.fromkeys(equipment)),
+            state=self.first(seg, "SegmentState"),
+            actual_start=self.when(start, f"{path}/ActualStartTime") if start else None,
+            actual_end=self.when(end, f"{path}/ActualEndTime") if end else None,
+            consumed_material=consumed,
+        )
+        self.out.segments.append(info)
+        for child in [*children(seg, "SegmentResponse", ns), *children(seg, "SegmentResponseChild", ns)]:
+            self.segment(child, resp, rid, path)
 
 
 def read_b2mml(path: Path, opts: ImportOptions, report: ImportReport) -> Inputs:

@@ -4,7 +4,7 @@
 ProductionPerformance (V0401, V0600) or OperationsPerformance (V0700) and turns actual
 start/end, equipment actuals and segment state into
 :class:`~paichan.domain.events.OperationProgressEvent` objects. The document is parsed and
-validated against its packaged XSD by :mod:`paichan.adapters.b2mml` (the one B2MML reader):
+validated against its packaged XSD and read by :mod:`paichan.adapters.b2mml` (the one B2MML reader):
 a schema error inside a response or segment drops that record with an issue naming the file
 and element; one in the envelope (root attributes, ApplicationArea; the Courbon PES example
 lacks the required ``releaseID``) is an issue too, or a :class:`B2MMLError` with
@@ -15,50 +15,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from pathlib import Path
 
-from lxml import etree
 from pydantic import ValidationError
 
-from paichan.adapters.b2mml import (
-    NAMESPACES,
-    PERFORMANCE_NOUNS,
-    B2MMLError,
-    children,
-    parse_xml,
-    record_of,
-    schema,
-    schema_errors,
-    split_root,
-    where,
-)
-from paichan.adapters.values import parse_datetime
+from paichan.adapters.b2mml import B2MMLError, SegmentInfo, read_performance
 from paichan.domain.errors import validation_messages
 from paichan.domain.events import OperationProgressEvent, ProgressStatus
 
 _DONE_STATES = {"completed", "closed"}
 _RUNNING_STATES = {"running", "held", "paused", "suspended"}
 _WAITING_STATES = {"waiting", "ready"}
-_RESPONSES = ("ProductionResponse", "OperationsResponse")
-_SEGMENTS = ("SegmentResponse", "SegmentResponseChild")
-
-
-@dataclass
-class SegmentInfo:
-    """What one ``SegmentResponse`` says, before it becomes an event (for custom operation ids)."""
-
-    response_id: str
-    segment_id: str
-    path: str  # "ProductionResponse 53107 / SegmentResponse Weighing"
-    process_segment_ids: list[str]
-    segment_requirement_ids: list[str]
-    request_ids: list[str]
-    equipment_ids: list[str]
-    state: str | None
-    actual_start: datetime | None
-    actual_end: datetime | None
-    consumed_material: bool
 
 
 def default_operation_id(seg: SegmentInfo) -> str:
@@ -82,18 +50,6 @@ class PerformanceResult:
     issues: list[str] = field(default_factory=list)
     segments: list[SegmentInfo] = field(default_factory=list)
     version: str = ""  # namespace of the document, e.g. http://www.wbf.org/xml/B2MML-V0401
-
-
-def _texts(el: etree._Element, name: str, ns: str) -> list[str]:
-    return [t for c in children(el, name, ns) if (t := (c.text or "").strip())]
-
-
-def _text(el: etree._Element, name: str, ns: str) -> str | None:
-    return next(iter(_texts(el, name, ns)), None)
-
-
-def _ln(el: etree._Element) -> str:
-    return etree.QName(el).localname
 
 
 def parse_performance(
@@ -130,121 +86,11 @@ def parse_performance(
     with an issue unless ``assume_tz`` is given. Event ids are
     ``'<source_name>:<response>/<segment>:<status>'``, so a resent message is a duplicate.
     """
-    if isinstance(source, Path | str):
-        name, data = Path(source).name, Path(source).read_bytes()
-    else:
-        name, data = f"({source_name} document)", source
-    try:
-        tree = parse_xml(data)
-    except etree.XMLSyntaxError as exc:
-        raise B2MMLError(f"{name}: not well-formed XML: {exc}") from None
-    root = tree.getroot()
-    ns = etree.QName(root).namespace or ""
-    out = PerformanceResult(version=ns)
-    doc = _Document(name, ns, out, assume_tz)
-    doc.check_schema(tree, lenient)
-    message_time = doc.message_time(root)
-    responses = [el for el in root.iter() if isinstance(el.tag, str) and _ln(el) in _RESPONSES
-                 and el not in doc.bad]
-    if not responses:
-        out.issues.append(f"no ProductionResponse or OperationsResponse found under <{_ln(root)}>")
-    for resp in responses:
-        rid = _text(resp, "ID", ns) or "?"
-        for seg in children(resp, "SegmentResponse", ns):
-            doc.segment(seg, resp, rid, f"{_ln(resp)} {rid}", message_time, source_name, operation_id,
-                        known_machines, infer_from_consumption)
-    out.issues.extend(doc.notes)
+    doc = read_performance(source, f"({source_name} document)", assume_tz, lenient)
+    out = PerformanceResult(issues=doc.issues, segments=doc.segments, version=doc.version)
+    for seg in doc.segments:
+        _to_event(seg, out, doc.message_time, source_name, operation_id, known_machines, infer_from_consumption)
     return out
-
-
-class _Document:
-    """One performance document: its schema verdict, its times and the walk over its segments."""
-
-    def __init__(self, name: str, ns: str, out: PerformanceResult, tz: tzinfo | None):
-        self.name, self.ns, self.out, self.tz = name, ns, out, tz
-        self.bad: set[etree._Element] = set()  # records with schema errors: left out
-        self.notes: list[str] = []  # said after the content issues
-
-    def check_schema(self, tree: etree._ElementTree, lenient: bool) -> None:
-        """Validate against the packaged XSD; drop records with errors, report or refuse envelope errors."""
-        root = tree.getroot()
-        version = NAMESPACES.get(self.ns)
-        parts = split_root(root.tag, PERFORMANCE_NOUNS)
-        if version is None or parts is None:
-            self.notes.append(f"{self.name}: <{_ln(root)}> is not a B2MML ProductionPerformance or"
-                              " OperationsPerformance message; not schema-checked")
-            return
-        try:
-            sch = schema(version, parts[1])
-        except ValueError as exc:
-            self.notes.append(f"{self.name}: {exc}; not schema-checked")
-            return
-        envelope: list[str] = []
-        for el, line, msg in schema_errors(tree, sch):
-            record = record_of(el, {*_RESPONSES, *_SEGMENTS}) if el is not None else None
-            if record is None:
-                envelope.append(f"{self.name}: {where(el) if el is not None else f'line {line}'}: {msg.rstrip('.')}")
-            elif record not in self.bad:
-                self.bad.add(record)
-                self.out.issues.append(f"{self.name}: {where(record)}: {msg.rstrip('.')}; {_ln(record)} not used")
-        if envelope and not lenient:
-            raise B2MMLError("; ".join(envelope))
-        self.out.issues.extend(f"{e}; read anyway" for e in envelope)
-
-    def when(self, text: str, where: str) -> datetime | None:
-        """xsd:dateTime -> aware datetime, or None with an issue (no offset and no ``assume_tz``)."""
-        try:
-            value, naive = parse_datetime(text, self.tz or UTC)
-        except ValueError:
-            self.out.issues.append(f"{where}: '{text}' is not an xsd:dateTime; ignored")
-            return None
-        if naive and self.tz is None:
-            self.out.issues.append(f"{where}: '{text}' has no time-zone offset; ignored (pass assume_tz to accept it)")
-            return None
-        return value
-
-    def message_time(self, root: etree._Element) -> datetime | None:
-        for area in children(root, "ApplicationArea", self.ns):
-            text = _text(area, "CreationDateTime", self.ns)
-            if text:
-                return self.when(text, "ApplicationArea/CreationDateTime")
-        for el in root.iter():
-            if isinstance(el.tag, str) and _ln(el) == "PublishedDate" and (el.text or "").strip():
-                return self.when((el.text or "").strip(), "PublishedDate")
-        return None
-
-    def segment(self, seg: etree._Element, resp: etree._Element, rid: str, parent: str,
-                message_time: datetime | None, source_name: str, operation_id: Callable[[SegmentInfo], str],
-                known_machines: Collection[str] | None, infer: bool) -> None:
-        """One SegmentResponse (and, below it, its children) as SegmentInfo and, where it says enough, an event."""
-        if seg in self.bad:
-            return
-        ns = self.ns
-        sid = _text(seg, "ID", ns) or "?"
-        path = f"{parent} / SegmentResponse {sid}"
-        equipment = [e for ea in children(seg, "EquipmentActual", ns) for e in _texts(ea, "EquipmentID", ns)]
-        consumed = any(
-            (_text(ma, "MaterialUse", ns) or "").lower() == "consumed" for ma in children(seg, "MaterialActual", ns)
-        ) or bool(children(seg, "MaterialConsumedActual", ns))
-        start, end = _text(seg, "ActualStartTime", ns), _text(seg, "ActualEndTime", ns)
-        info = SegmentInfo(
-            response_id=rid,
-            segment_id=sid,
-            path=path,
-            process_segment_ids=_texts(seg, "ProcessSegmentID", ns),
-            segment_requirement_ids=_texts(seg, "SegmentRequirementID", ns),
-            request_ids=_texts(seg, "OperationsRequestID", ns) or _texts(resp, "ProductionRequestID", ns)
-            or _texts(resp, "OperationsRequestID", ns),
-            equipment_ids=list(dict.fromkeys(equipment)),
-            state=_text(seg, "SegmentState", ns),
-            actual_start=self.when(start, f"{path}/ActualStartTime") if start else None,
-            actual_end=self.when(end, f"{path}/ActualEndTime") if end else None,
-            consumed_material=consumed,
-        )
-        self.out.segments.append(info)
-        _to_event(info, self.out, message_time, source_name, operation_id, known_machines, infer)
-        for child in [*children(seg, "SegmentResponse", ns), *children(seg, "SegmentResponseChild", ns)]:
-            self.segment(child, resp, rid, path, message_time, source_name, operation_id, known_machines, infer)
 
 
 def _to_event(
@@ -314,3 +160,6 @@ def _to_event(
         out.issues.append(f"{seg.path}: {validation_messages(exc, 1)[0]}; no event")
         return
     out.events.append(ev)
+
+
+__all__ = ["B2MMLError", "PerformanceResult", "SegmentInfo", "default_operation_id", "parse_performance"]
