@@ -9,9 +9,10 @@ Supported messages (any of the verbs Sync, Process, Show, Change, or the bare no
   ``MaterialDefinition`` -> material names and base units;
 * V0401/V0600 ``ProductionPerformance`` -> consumed-material actuals (MaterialActual, Consumed).
 
-The document-level pieces (safe parsing, version and root detection, the packaged XSDs and
-where a schema error points) are shared with the MES reader of performance messages,
-:mod:`paichan.adapters.performance`, so every B2MML file paichan reads is parsed and validated here.
+This is the one B2MML reader: :func:`read_performance` also reads the SegmentResponses of
+V0401/V0600 ProductionPerformance and V0700 OperationsPerformance for the MES adapter
+(:mod:`paichan.adapters.performance` turns them into progress events), with the same safe parser,
+packaged XSDs and schema-error location as the import.
 
 Every file is validated against the packaged MESA schemas (``schemas/``). A schema error inside a
 record (ProductionRequest, MaterialLot, ...) rejects that record; one outside any record (the
