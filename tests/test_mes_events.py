@@ -12,6 +12,7 @@ from conftest import machines, op, order
 from lxml import etree
 from pydantic import ValidationError
 
+from paichan.adapters.b2mml import validate
 from paichan.adapters.mes import (
     MACHINERY_STATES,
     PACKML_STATES,
@@ -464,6 +465,60 @@ def test_b2mml_errors_and_resent_messages() -> None:
     out, report = apply_events(p, evs + evs, 120)
     assert len(lines(report, "duplicate:")) == 2 and len(lines(report, "applied:")) == 2
     assert [o.status for _, o in out.operations()] == [OperationStatus.DONE, OperationStatus.STARTED]
+
+
+def _broken(tmp_path: Path, fixture: str, old: str, new: str) -> Path:
+    """A copy of a performance fixture with one schema-breaking edit."""
+    text = (FIX / fixture).read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / f"broken-{fixture}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+def test_performance_schema_error_in_a_segment_drops_that_segment_naming_file_and_element(tmp_path: Path) -> None:
+    path = _broken(tmp_path, "prod-performance-v0600.xml", "<ProcessSegmentID>Packing</ProcessSegmentID>",
+                   "<ProcessSegmentID>Packing</ProcessSegmentID><Colour>red</Colour>")
+    result = parse_performance(path)
+    assert [(e.operation, e.status.value) for e in result.events] == [("SO-3/10", "done")]
+    (issue,) = result.issues
+    assert issue.startswith(f"{path.name}: /ProcessProductionPerformance/DataArea/ProductionPerformance/"
+                            "ProductionResponse/SegmentResponse[2] (line ")
+    assert "schema: Colour line" in issue and "Element 'Colour': This element is not expected" in issue
+    assert issue.endswith("; SegmentResponse not used")
+
+
+def test_performance_schema_error_in_a_response_drops_the_response(tmp_path: Path) -> None:
+    path = _broken(tmp_path, "ops-performance-v0700.xml", "<OperationsRequestID>SO-1</OperationsRequestID>",
+                   "<OperationsRequestID>SO-1</OperationsRequestID><Shift>A</Shift>")
+    result = parse_performance(path)
+    assert {e.operation for e in result.events} == {"SO-2/SR-6", "SO-2/40a"}  # SO-1's response is left out
+    bad = [x for x in result.issues if "schema:" in x]
+    assert len(bad) == 1 and "OperationsResponse[1] (line" in bad[0] and "Element 'Shift'" in bad[0]
+    assert bad[0].endswith("; OperationsResponse not used")
+
+
+def test_performance_envelope_schema_error_is_an_issue_or_with_lenient_false_an_error(tmp_path: Path) -> None:
+    path = _broken(tmp_path, "prod-performance-v0600.xml", ' releaseID="6.0"', "")
+    result = parse_performance(path)
+    assert len(result.events) == 2
+    root = "ProcessProductionPerformance"
+    assert result.issues == [f"{path.name}: /{root} (line 4): schema: {root} line 4: Element '{root}': The attribute"
+                             " 'releaseID' is required but missing; read anyway"]
+    with pytest.raises(B2MMLError, match=rf"^{path.name}: /{root} \(line 4\): schema: .*releaseID"):
+        parse_performance(path, lenient=False)
+    # bytes have no file name: the source name stands for it
+    with pytest.raises(B2MMLError, match=r"^\(mes document\): /ProcessProductionPerformance"):
+        parse_performance(path.read_bytes(), source_name="mes", lenient=False)
+    assert parse_performance(FIX / "prod-performance-v0600.xml", lenient=False).issues == []
+
+
+def test_b2mml_validate_knows_the_v0700_operations_performance_schema(tmp_path: Path) -> None:
+    assert validate(etree.parse(str(FIX / "ops-performance-v0700.xml"))) == []
+    broken = _broken(tmp_path, "ops-performance-v0700.xml", "<SegmentState>Completed</SegmentState>",
+                     "<SegmentState>Finished</SegmentState>")
+    (err,) = validate(etree.parse(str(broken)))
+    assert "SegmentState" in err and "Finished" in err
 
 
 # ------------------------------------------------------------------------------------------- re-planning

@@ -12,10 +12,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from paichan.adapters.assemble import ImportOptions, ImportResult, Inputs, assemble
+from paichan.adapters.assemble import assemble
 from paichan.adapters.b2mml import read_b2mml, validate
 from paichan.adapters.b2mml_write import ExportError, schedule_json, write_b2mml
 from paichan.adapters.csvjson import read_table_file
+from paichan.adapters.records import ImportOptions, ImportResult, Inputs
 from paichan.adapters.report import ImportReport, Issue, Missing, Source
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".json")

@@ -9,6 +9,11 @@ Supported messages (any of the verbs Sync, Process, Show, Change, or the bare no
   ``MaterialDefinition`` -> material names and base units;
 * V0401/V0600 ``ProductionPerformance`` -> consumed-material actuals (MaterialActual, Consumed).
 
+This is the one B2MML reader: :func:`read_performance` also reads the SegmentResponses of
+V0401/V0600 ProductionPerformance and V0700 OperationsPerformance for the MES adapter
+(:mod:`paichan.adapters.performance` turns them into progress events), with the same safe parser,
+packaged XSDs and schema-error location as the import.
+
 Every file is validated against the packaged MESA schemas (``schemas/``). A schema error inside a
 record (ProductionRequest, MaterialLot, ...) rejects that record; one outside any record (the
 envelope: root attributes, ApplicationArea) rejects the file, unless ``lenient`` is set, which
@@ -20,13 +25,14 @@ both modes. The field-by-field mapping is documented in docs/ADAPTERS.md.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 from functools import cache
 from pathlib import Path
 
 from lxml import etree
 
-from paichan.adapters.assemble import (
+from paichan.adapters.records import (
     ConsumedRec,
     EquipmentUse,
     ImportOptions,
@@ -53,6 +59,7 @@ _SCHEMA_FILES = {
     ("0600", "ProductionSchedule"): "v0600/B2MML-V0600-ProductionSchedule.xsd",
     ("0600", "ProductionPerformance"): "v0600/B2MML-V0600-ProductionPerformance.xsd",
     ("0700", "OperationsSchedule"): "v0700/B2MML-OperationsSchedule.xsd",
+    ("0700", "OperationsPerformance"): "v0700/B2MML-OperationsPerformance.xsd",
 }
 _MATERIAL_SCHEMA = {"0401": "v0401/B2MML-V0401-Material.xsd", "0600": "v0600/B2MML-V0600-Material.xsd",
                     "0700": "v0700/B2MML-Material.xsd"}
@@ -60,7 +67,8 @@ for _v, _f in _MATERIAL_SCHEMA.items():
     for _noun in ("MaterialInformation", "MaterialDefinition", "MaterialLot", "MaterialSubLot"):
         _SCHEMA_FILES[(_v, _noun)] = _f
 NOUNS = ("ProductionSchedule", "OperationsSchedule", "MaterialInformation", "MaterialDefinition", "MaterialSubLot",
-         "MaterialLot", "ProductionPerformance")
+         "MaterialLot", "ProductionPerformance")  # what `paichan import b2mml` reads
+PERFORMANCE_NOUNS = ("ProductionPerformance", "OperationsPerformance")  # what the MES performance reader reads
 DATA_VERBS = ("Sync", "Process", "Show", "Change", "")
 OTHER_VERBS = ("Get", "Cancel", "Acknowledge", "Respond", "Confirm")
 RECORDS = {"ProductionRequest", "OperationsRequest", "MaterialLot", "MaterialSubLot", "MaterialDefinition",
@@ -80,10 +88,20 @@ def schema(version: str, noun: str) -> etree.XMLSchema:
     return etree.XMLSchema(etree.parse(str(SCHEMA_DIR / rel)))
 
 
-def split_root(tag: str) -> tuple[str, str] | None:
-    """('Sync', 'ProductionSchedule') for 'SyncProductionSchedule'; None if the noun is not one paichan reads."""
+class B2MMLError(ValueError):
+    """A B2MML document that cannot be read at all (not well-formed, or rejected by its schema)."""
+
+
+def parse_xml(data: bytes) -> etree._ElementTree:
+    """The document tree, parsed without entity expansion or network access; raises etree.XMLSyntaxError."""
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=False)
+    return etree.fromstring(data, parser).getroottree()
+
+
+def split_root(tag: str, nouns: tuple[str, ...] = NOUNS) -> tuple[str, str] | None:
+    """('Sync', 'ProductionSchedule') for 'SyncProductionSchedule'; None if the noun is none of ``nouns``."""
     local = etree.QName(tag).localname
-    for noun in NOUNS:
+    for noun in nouns:
         if local.endswith(noun):
             verb = local[: -len(noun)]
             if verb in DATA_VERBS or verb in OTHER_VERBS:
@@ -97,13 +115,35 @@ def validate(doc: etree._ElementTree | etree._Element | bytes) -> list[str]:
         doc.getroottree() if isinstance(doc, etree._Element) else doc)
     root = tree.getroot()
     version = NAMESPACES.get(etree.QName(root).namespace or "")
-    parts = split_root(root.tag)
-    if version is None or parts is None:
+    parts = split_root(root.tag, NOUNS + PERFORMANCE_NOUNS)
+    if version is None or parts is None or (version, parts[1]) not in _SCHEMA_FILES:
         return [f"line {root.sourceline}: {etree.QName(root).text} is not a B2MML message paichan knows"]
     sch = schema(version, parts[1])
     if sch.validate(tree):
         return []
     return [f"line {e.line}: {_clean(e.message)}" for e in sch.error_log]
+
+
+def schema_errors(tree: etree._ElementTree,
+                  sch: etree.XMLSchema) -> list[tuple[etree._Element | None, int, str]]:
+    """Each XSD error as (element it is about, line, ``'schema: Name line N: message'``); [] if valid."""
+    if sch.validate(tree):
+        return []
+    by_line: dict[int, etree._Element] = {}
+    for el in tree.getroot().iter():
+        if isinstance(el.tag, str):
+            by_line.setdefault(el.sourceline or 0, el)
+    out: list[tuple[etree._Element | None, int, str]] = []
+    for err in sch.error_log:
+        el = _error_element(tree, err, by_line)
+        name = _ln(el) if el is not None else "line"
+        out.append((el, err.line, f"schema: {name} line {err.line}: {_clean(err.message)}"))
+    return out
+
+
+def children(el: etree._Element, name: str, ns: str) -> list[etree._Element]:
+    """The child elements ``{ns}name`` of ``el``, in document order."""
+    return [c for c in el if isinstance(c.tag, str) and c.tag == f"{{{ns}}}{name}"]
 
 
 def _clean(msg: str) -> str:
@@ -153,7 +193,7 @@ class _FileReader:
 
     # ---- element helpers ------------------------------------------------------------------------------
     def kids(self, el: etree._Element, name: str) -> list[etree._Element]:
-        out = [c for c in el if isinstance(c.tag, str) and c.tag == f"{{{self.ns}}}{name}"]
+        out = children(el, name, self.ns)
         self.used.update(out)
         return out
 
@@ -244,9 +284,8 @@ class _FileReader:
         except OSError as e:
             self.report.reject(src, "file", f"cannot read ({e.strerror})")
             return self.inp
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=False)
         try:
-            tree = etree.fromstring(data, parser).getroottree()
+            tree = parse_xml(data)
         except etree.XMLSyntaxError as e:
             self.report.reject(Source(self.file, f"line {e.lineno}"), "file", f"not well-formed XML: {e.msg}")
             self._describe("XML (not well-formed)", 0)
@@ -323,23 +362,17 @@ class _FileReader:
 
     def _schema_check(self, tree: etree._ElementTree, noun: str) -> bool:
         """Validate; sort errors into record-level (reject record) and file-level (reject file or warn)."""
-        sch = schema(self.version, noun)
-        if sch.validate(tree):
+        errors = schema_errors(tree, schema(self.version, noun))
+        if not errors:
             return True
         root = tree.getroot()
-        by_line: dict[int, etree._Element] = {}
-        for el in root.iter():
-            if isinstance(el.tag, str):
-                by_line.setdefault(el.sourceline or 0, el)
         file_errors: list[str] = []
-        for err in sch.error_log:
-            el = _error_element(tree, err, by_line)
-            msg = f"schema: {_ln(el) if el is not None else 'line'} line {err.line}: {_clean(err.message)}"
+        for el, line, msg in errors:
             foreign = el is not None and etree.QName(el).namespace != self.ns
-            record = _record_of(el) if el is not None else None
+            record = record_of(el) if el is not None else None
             if self.opts.lenient and (record is None or foreign):
                 hint = " (extension element ignored)" if foreign else ""
-                self.report.warn(Source(self.file, where(el) if el is not None else f"line {err.line}"), "file",
+                self.report.warn(Source(self.file, where(el) if el is not None else f"line {line}"), "file",
                                  f"accepted in lenient mode despite {msg}{hint}")
             elif record is None:
                 file_errors.append(msg)
@@ -717,13 +750,176 @@ def _error_element(tree: etree._ElementTree, err: etree._LogEntry,
     return by_line.get(err.line)
 
 
-def _record_of(el: etree._Element) -> etree._Element | None:
+def record_of(el: etree._Element, records: set[str] = RECORDS) -> etree._Element | None:
+    """The innermost ancestor-or-self of ``el`` whose local name is one of ``records``; None in the envelope."""
     node: etree._Element | None = el
     while node is not None:
-        if isinstance(node.tag, str) and _ln(node) in RECORDS:
+        if isinstance(node.tag, str) and _ln(node) in records:
             return node
         node = node.getparent()
     return None
+
+
+# ---- performance messages (read for the MES adapter, paichan.adapters.performance) -------------------------------
+PERFORMANCE_RECORDS = {"ProductionResponse", "OperationsResponse", "SegmentResponse", "SegmentResponseChild"}
+
+
+@dataclass
+class SegmentInfo:
+    """What one ``SegmentResponse`` says, before it becomes an event (for custom operation ids)."""
+
+    response_id: str
+    segment_id: str
+    path: str  # "ProductionResponse 53107 / SegmentResponse Weighing"
+    process_segment_ids: list[str]
+    segment_requirement_ids: list[str]
+    request_ids: list[str]
+    equipment_ids: list[str]
+    state: str | None
+    actual_start: datetime | None
+    actual_end: datetime | None
+    consumed_material: bool
+
+
+@dataclass
+class PerformanceDocument:
+    """What a Production/OperationsPerformance document says, segment by segment, and what could not be used."""
+
+    version: str  # namespace of the document, e.g. http://www.wbf.org/xml/B2MML-V0401
+    message_time: datetime | None = None  # ApplicationArea/CreationDateTime, else PublishedDate
+    segments: list[SegmentInfo] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)
+
+
+def read_performance(source: str | Path | bytes, name: str, assume_tz: tzinfo | None = None,
+                     lenient: bool = True) -> PerformanceDocument:
+    """The ``SegmentResponse`` elements (nested ones included) of a performance document, XSD-validated.
+
+    A schema error inside a response or segment leaves that record (and what it contains) out,
+    with an issue naming the file (``name`` for bytes) and element; one in the envelope is an issue
+    (``lenient``) or raises :class:`B2MMLError`. Date-times without offset are read in
+    ``assume_tz``, or skipped with an issue without one. Raises :class:`B2MMLError` if not well-formed.
+    """
+    if isinstance(source, Path | str):
+        name, data = Path(source).name, Path(source).read_bytes()
+    else:
+        data = source
+    try:
+        tree = parse_xml(data)
+    except etree.XMLSyntaxError as exc:
+        raise B2MMLError(f"{name}: not well-formed XML: {exc}") from None
+    return _PerformanceReader(name, tree, assume_tz).read(lenient)
+
+
+class _PerformanceReader:
+    """One performance document: its schema verdict, its times and the walk over its segments."""
+
+    def __init__(self, name: str, tree: etree._ElementTree, tz: tzinfo | None):
+        self.name, self.tree, self.tz = name, tree, tz
+        self.ns = etree.QName(tree.getroot()).namespace or ""
+        self.out = PerformanceDocument(version=self.ns)
+        self.bad: set[etree._Element] = set()  # records with schema errors: left out
+        self.notes: list[str] = []  # said after the content issues
+
+    def read(self, lenient: bool) -> PerformanceDocument:
+        root = self.tree.getroot()
+        self.check_schema(lenient)
+        self.out.message_time = self.message_time(root)
+        responses = [el for el in root.iter() if isinstance(el.tag, str)
+                     and _ln(el) in ("ProductionResponse", "OperationsResponse") and el not in self.bad]
+        if not responses:
+            self.out.issues.append(f"no ProductionResponse or OperationsResponse found under <{_ln(root)}>")
+        for resp in responses:
+            rid = self.first(resp, "ID") or "?"
+            for seg in children(resp, "SegmentResponse", self.ns):
+                self.segment(seg, resp, rid, f"{_ln(resp)} {rid}")
+        self.out.issues.extend(self.notes)
+        return self.out
+
+    def texts(self, el: etree._Element, name: str) -> list[str]:
+        return [t for c in children(el, name, self.ns) if (t := (c.text or "").strip())]
+
+    def first(self, el: etree._Element, name: str) -> str | None:
+        return next(iter(self.texts(el, name)), None)
+
+    def check_schema(self, lenient: bool) -> None:
+        """Validate against the packaged XSD; drop records with errors, report or refuse envelope errors."""
+        tree = self.tree
+        root = tree.getroot()
+        version = NAMESPACES.get(self.ns)
+        parts = split_root(root.tag, PERFORMANCE_NOUNS)
+        if version is None or parts is None:
+            self.notes.append(f"{self.name}: <{_ln(root)}> is not a B2MML ProductionPerformance or"
+                              " OperationsPerformance message; not schema-checked")
+            return
+        try:
+            sch = schema(version, parts[1])
+        except ValueError as exc:
+            self.notes.append(f"{self.name}: {exc}; not schema-checked")
+            return
+        envelope: list[str] = []
+        for el, line, msg in schema_errors(tree, sch):
+            record = record_of(el, PERFORMANCE_RECORDS) if el is not None else None
+            if record is None:
+                envelope.append(f"{self.name}: {where(el) if el is not None else f'line {line}'}: {msg.rstrip('.')}")
+            elif record not in self.bad:
+                self.bad.add(record)
+                self.out.issues.append(f"{self.name}: {where(record)}: {msg.rstrip('.')}; {_ln(record)} not used")
+        if envelope and not lenient:
+            raise B2MMLError("; ".join(envelope))
+        self.out.issues.extend(f"{e}; read anyway" for e in envelope)
+
+    def when(self, text: str, where: str) -> datetime | None:
+        """xsd:dateTime -> aware datetime, or None with an issue (no offset and no ``assume_tz``)."""
+        try:
+            value, naive = parse_datetime(text, self.tz or UTC)
+        except ValueError:
+            self.out.issues.append(f"{where}: '{text}' is not an xsd:dateTime; ignored")
+            return None
+        if naive and self.tz is None:
+            self.out.issues.append(f"{where}: '{text}' has no time-zone offset; ignored (pass assume_tz to accept it)")
+            return None
+        return value
+
+    def message_time(self, root: etree._Element) -> datetime | None:
+        for area in children(root, "ApplicationArea", self.ns):
+            text = self.first(area, "CreationDateTime")
+            if text:
+                return self.when(text, "ApplicationArea/CreationDateTime")
+        for el in root.iter():
+            if isinstance(el.tag, str) and _ln(el) == "PublishedDate" and (el.text or "").strip():
+                return self.when((el.text or "").strip(), "PublishedDate")
+        return None
+
+    def segment(self, seg: etree._Element, resp: etree._Element, rid: str, parent: str) -> None:
+        """One SegmentResponse and, below it, its children, as SegmentInfo."""
+        if seg in self.bad:
+            return
+        ns = self.ns
+        sid = self.first(seg, "ID") or "?"
+        path = f"{parent} / SegmentResponse {sid}"
+        equipment = [e for ea in children(seg, "EquipmentActual", ns) for e in self.texts(ea, "EquipmentID")]
+        consumed = any(
+            (self.first(ma, "MaterialUse") or "").lower() == "consumed" for ma in children(seg, "MaterialActual", ns)
+        ) or bool(children(seg, "MaterialConsumedActual", ns))
+        start, end = self.first(seg, "ActualStartTime"), self.first(seg, "ActualEndTime")
+        info = SegmentInfo(
+            response_id=rid,
+            segment_id=sid,
+            path=path,
+            process_segment_ids=self.texts(seg, "ProcessSegmentID"),
+            segment_requirement_ids=self.texts(seg, "SegmentRequirementID"),
+            request_ids=self.texts(seg, "OperationsRequestID") or self.texts(resp, "ProductionRequestID")
+            or self.texts(resp, "OperationsRequestID"),
+            equipment_ids=list(dict.fromkeys(equipment)),
+            state=self.first(seg, "SegmentState"),
+            actual_start=self.when(start, f"{path}/ActualStartTime") if start else None,
+            actual_end=self.when(end, f"{path}/ActualEndTime") if end else None,
+            consumed_material=consumed,
+        )
+        self.out.segments.append(info)
+        for child in [*children(seg, "SegmentResponse", ns), *children(seg, "SegmentResponseChild", ns)]:
+            self.segment(child, resp, rid, path)
 
 
 def read_b2mml(path: Path, opts: ImportOptions, report: ImportReport) -> Inputs:

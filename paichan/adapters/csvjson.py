@@ -18,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from paichan.adapters.assemble import (
+from paichan.adapters.records import (
     DowntimeRec,
     EquipmentUse,
     ImportOptions,

@@ -1,7 +1,7 @@
-"""MES side of the shop floor: machine-state mappings, JSON webhooks, B2MML performance.
+"""MES side of the shop floor: machine-state mappings and JSON webhooks.
 
-Three ways shop-floor facts reach paichan, all ending in the event types of
-:mod:`paichan.domain.events` (then :func:`~paichan.domain.events.apply_events`):
+Shop-floor facts reach paichan as the event types of :mod:`paichan.domain.events`
+(then :func:`~paichan.domain.events.apply_events`); this module holds the MES vocabularies:
 
 * **State models.** :data:`MACHINERY_STATES` (OPC 40001-1 ``MachineryItemState``)
   and :data:`PACKML_STATES` (OPC 30050 / ISA-TR88.00.02) map every state,
@@ -11,29 +11,29 @@ Three ways shop-floor facts reach paichan, all ending in the event types of
   docs/mes-webhook.schema.json). :func:`parse_webhook_batch` keeps every good
   event and reports every bad one by index, field and reason; a bad event is
   dropped whole, never half-converted.
-* **B2MML performance.** :func:`parse_performance` reads ``SegmentResponse``
-  elements of B2MML ProductionPerformance (V0401, V0600) or
-  OperationsPerformance (V0600, V0700) in any namespace and turns actual
-  start/end, equipment actuals and segment state into
-  :class:`~paichan.domain.events.OperationProgressEvent` objects. It is lenient
-  with real files (the Courbon PES example lacks the required ``releaseID``) and
-  says what it could not use in ``issues``.
+
+B2MML performance messages are XML and are read by the B2MML reader:
+:func:`paichan.adapters.performance.parse_performance` (also importable from here, as before).
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
-from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from lxml import etree
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from paichan.adapters.performance import (  # re-exported: the performance reader lived here before
+    B2MMLError,
+    PerformanceResult,
+    SegmentInfo,
+    default_operation_id,
+    parse_performance,
+)
+from paichan.domain.errors import field_path
 from paichan.domain.events import MachineState, MachineStateEvent, OperationProgressEvent, ProgressStatus
 
 # ----------------------------------------------------------------------------------------------- state models
@@ -313,8 +313,7 @@ def parse_webhook_batch(payload: str | bytes | list[Any] | dict[str, Any]) -> We
         except ValidationError as exc:
             for e in exc.errors(include_url=False):
                 ctx = e.get("ctx") or {}
-                loc = ".".join(str(p) for p in e["loc"])
-                fieldname = str(ctx.get("field") or loc or "")
+                fieldname = str(ctx.get("field") or field_path(e["loc"], top=""))
                 out.errors.append(WebhookError(index=i, field=fieldname, reason=_reason(e)))
     return out
 
@@ -339,264 +338,9 @@ def webhook_json_schema() -> dict[str, Any]:
     }
 
 
-# ----------------------------------------------------------------------------------------------- B2MML
-
-_TRANSACTION = re.compile(r"^(Sync|Process|Show|Respond|Change|Acknowledge|Cancel|Get)\w+$")
-_DONE_STATES = {"completed", "closed"}
-_RUNNING_STATES = {"running", "held", "paused", "suspended"}
-_WAITING_STATES = {"waiting", "ready"}
-
-
-@dataclass
-class SegmentInfo:
-    """What one ``SegmentResponse`` says, before it becomes an event (for custom operation ids)."""
-
-    response_id: str
-    segment_id: str
-    path: str  # "ProductionResponse 53107 / SegmentResponse Weighing"
-    process_segment_ids: list[str]
-    segment_requirement_ids: list[str]
-    request_ids: list[str]
-    equipment_ids: list[str]
-    state: str | None
-    actual_start: datetime | None
-    actual_end: datetime | None
-    consumed_material: bool
-
-
-def default_operation_id(seg: SegmentInfo) -> str:
-    """Operation id as the B2MML schedule import makes it: ``'<request id>/<segment>'``.
-
-    The segment is the single ``SegmentRequirementID`` the response names, else
-    the ``SegmentResponse/ID``; the request is the single ``OperationsRequestID``
-    / ``ProductionRequestID`` (without one, the segment alone).
-    """
-    key = seg.segment_requirement_ids[0] if len(seg.segment_requirement_ids) == 1 else seg.segment_id
-    if len(seg.request_ids) == 1 and not key.startswith(f"{seg.request_ids[0]}/"):
-        return f"{seg.request_ids[0]}/{key}"
-    return key
-
-
-@dataclass
-class PerformanceResult:
-    """Progress events from a performance message, everything it could not use, and the raw segments."""
-
-    events: list[OperationProgressEvent] = field(default_factory=list)
-    issues: list[str] = field(default_factory=list)
-    segments: list[SegmentInfo] = field(default_factory=list)
-    version: str = ""  # namespace of the document, e.g. http://www.wbf.org/xml/B2MML-V0401
-
-
-class B2MMLError(ValueError):
-    """The document is not well-formed XML."""
-
-
-def _local(el: Any) -> str:
-    return etree.QName(el).localname if isinstance(el.tag, str) else ""
-
-
-def _kids(el: Any, name: str) -> Iterator[Any]:
-    return (c for c in el if _local(c) == name)
-
-
-def _text(el: Any, name: str) -> str | None:
-    for c in _kids(el, name):
-        t = (c.text or "").strip()
-        if t:
-            return t
-    return None
-
-
-def _texts(el: Any, name: str) -> list[str]:
-    return [t for c in _kids(el, name) if (t := (c.text or "").strip())]
-
-
-def parse_performance(
-    source: str | Path | bytes,
-    *,
-    source_name: str = "b2mml",
-    operation_id: Callable[[SegmentInfo], str] = default_operation_id,
-    known_machines: Collection[str] | None = None,
-    assume_tz: tzinfo | None = None,
-    infer_from_consumption: bool = True,
-) -> PerformanceResult:
-    """Progress events from a B2MML Production/OperationsPerformance document (file path or bytes).
-
-    Status of each ``SegmentResponse`` (nested ones included):
-
-    * V0700 ``SegmentState`` Completed/Closed -> done; Running/Held/Paused/Suspended
-      -> started; Waiting/Ready -> no event; Aborted -> no event, an issue (a planner decides).
-    * without a state (V0401/V0600 have none): ``ActualEndTime`` -> done,
-      ``ActualStartTime`` -> started.
-    * neither, but consumed material actuals: with ``infer_from_consumption``
-      the segment has started (paichan consumes material at operation start);
-      the event time is the message ``CreationDateTime`` (or ``PublishedDate``) and
-      the actual start defaults to it — a conservative upper bound, flagged in issues.
-
-    The machine is the single ``EquipmentActual/EquipmentID`` (restricted to
-    ``known_machines`` when given); none or several leave it unset (apply_events
-    then needs a single-mode operation). Timestamps without offset are skipped
-    with an issue unless ``assume_tz`` is given. Event ids are
-    ``'<source_name>:<response>/<segment>:<status>'``, so a resent message is a duplicate.
-    """
-    data = Path(source).read_bytes() if isinstance(source, Path | str) else source
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
-    try:
-        root = etree.fromstring(data, parser)
-    except etree.XMLSyntaxError as exc:
-        raise B2MMLError(f"not well-formed XML: {exc}") from None
-    out = PerformanceResult(version=etree.QName(root).namespace or "")
-    rname = _local(root)
-    if _TRANSACTION.match(rname) and root.get("releaseID") is None:
-        out.issues.append(f"{rname} has no releaseID attribute (required by B2MML); read anyway")
-    message_time = _message_time(root, out.issues, assume_tz)
-
-    responses = [el for el in root.iter() if _local(el) in ("ProductionResponse", "OperationsResponse")]
-    if not responses:
-        out.issues.append(f"no ProductionResponse or OperationsResponse found under <{rname}>")
-    for resp in responses:
-        rid = _text(resp, "ID") or "?"
-        base = f"{_local(resp)} {rid}"
-        for seg in _kids(resp, "SegmentResponse"):
-            _segment(seg, resp, rid, base, out, message_time, source_name, operation_id, known_machines, assume_tz,
-                     infer_from_consumption)
-    return out
-
-
-def _message_time(root: Any, issues: list[str], tz: tzinfo | None) -> datetime | None:
-    for area in _kids(root, "ApplicationArea"):
-        text = _text(area, "CreationDateTime")
-        if text:
-            return _when(text, "ApplicationArea/CreationDateTime", issues, tz)
-    for el in root.iter():
-        if _local(el) == "PublishedDate" and (el.text or "").strip():
-            return _when(el.text.strip(), "PublishedDate", issues, tz)
-    return None
-
-
-def _when(text: str, where: str, issues: list[str], tz: tzinfo | None) -> datetime | None:
-    """xsd:dateTime -> aware datetime (fractions beyond microseconds are cut), or None with an issue."""
-    t = text.strip()
-    m = re.match(r"^(.*T\d\d:\d\d:\d\d)(\.\d+)?(.*)$", t)
-    if m and m.group(2) and len(m.group(2)) > 7:
-        t = m.group(1) + m.group(2)[:7] + m.group(3)
-    try:
-        value = datetime.fromisoformat(t)
-    except ValueError:
-        issues.append(f"{where}: '{text}' is not an xsd:dateTime; ignored")
-        return None
-    if value.tzinfo is None:
-        if tz is None:
-            issues.append(f"{where}: '{text}' has no time-zone offset; ignored (pass assume_tz to accept it)")
-            return None
-        value = value.replace(tzinfo=tz)
-    return value
-
-
-def _segment(
-    seg: Any,
-    resp: Any,
-    rid: str,
-    parent: str,
-    out: PerformanceResult,
-    message_time: datetime | None,
-    source_name: str,
-    operation_id: Callable[[SegmentInfo], str],
-    known_machines: Collection[str] | None,
-    tz: tzinfo | None,
-    infer: bool,
-) -> None:
-    sid = _text(seg, "ID") or "?"
-    path = f"{parent} / SegmentResponse {sid}"
-    equipment = [e for ea in _kids(seg, "EquipmentActual") for e in _texts(ea, "EquipmentID")]
-    consumed = any(
-        (_text(ma, "MaterialUse") or "").lower() == "consumed" for ma in _kids(seg, "MaterialActual")
-    ) or any(True for _ in _kids(seg, "MaterialConsumedActual"))
-    start, end = _text(seg, "ActualStartTime"), _text(seg, "ActualEndTime")
-    info = SegmentInfo(
-        response_id=rid,
-        segment_id=sid,
-        path=path,
-        process_segment_ids=_texts(seg, "ProcessSegmentID"),
-        segment_requirement_ids=_texts(seg, "SegmentRequirementID"),
-        request_ids=_texts(seg, "OperationsRequestID") or _texts(resp, "ProductionRequestID")
-        or _texts(resp, "OperationsRequestID"),
-        equipment_ids=list(dict.fromkeys(equipment)),
-        state=_text(seg, "SegmentState"),
-        actual_start=_when(start, f"{path}/ActualStartTime", out.issues, tz) if start else None,
-        actual_end=_when(end, f"{path}/ActualEndTime", out.issues, tz) if end else None,
-        consumed_material=consumed,
-    )
-    out.segments.append(info)
-    _to_event(info, out, message_time, source_name, operation_id, known_machines, infer)
-    for child in [*_kids(seg, "SegmentResponse"), *_kids(seg, "SegmentResponseChild")]:
-        _segment(child, resp, rid, path, out, message_time, source_name, operation_id, known_machines, tz, infer)
-
-
-def _to_event(
-    seg: SegmentInfo,
-    out: PerformanceResult,
-    message_time: datetime | None,
-    source_name: str,
-    operation_id: Callable[[SegmentInfo], str],
-    known_machines: Collection[str] | None,
-    infer: bool,
-) -> None:
-    state = (seg.state or "").strip().lower()
-    status: ProgressStatus | None = None
-    start, end = seg.actual_start, seg.actual_end
-    if state in _DONE_STATES or (not state and end is not None):
-        status = ProgressStatus.DONE
-        if end is None:
-            out.issues.append(f"{seg.path}: state {seg.state} without a usable ActualEndTime; no event")
-            return
-    elif state in _RUNNING_STATES or (not state and start is not None):
-        status = ProgressStatus.STARTED
-        if start is None:
-            out.issues.append(f"{seg.path}: state {seg.state} without a usable ActualStartTime; no event")
-            return
-    elif state in _WAITING_STATES:
-        out.issues.append(f"{seg.path}: state {seg.state}, not started; no event")
-        return
-    elif state == "aborted":
-        out.issues.append(f"{seg.path}: segment aborted; no event (the operation stays planned: a planner decides)")
-        return
-    elif seg.consumed_material and infer and message_time is not None:
-        status = ProgressStatus.STARTED
-        out.issues.append(
-            f"{seg.path}: no state or actual times; material was consumed, so it is taken as started, "
-            f"at the latest at the message time {message_time.isoformat()}"
-        )
-    else:
-        what = f"state '{seg.state}'" if seg.state else "no state"
-        out.issues.append(f"{seg.path}: {what} and no actual start/end time; no event")
-        return
-
-    machines = seg.equipment_ids
-    if known_machines is not None:
-        machines = [m for m in machines if m in known_machines]
-    machine = machines[0] if len(machines) == 1 else None
-    if len(machines) > 1:
-        out.issues.append(f"{seg.path}: several equipment actuals ({', '.join(machines)}); machine left unset")
-    elif not machines:
-        note = f" (none of {', '.join(seg.equipment_ids)} is a known machine)" if seg.equipment_ids else ""
-        out.issues.append(f"{seg.path}: no equipment actual{note}; machine left unset")
-
-    time = end if status == ProgressStatus.DONE else start
-    time = time or message_time
-    assert time is not None
-    try:
-        ev = OperationProgressEvent(
-            event_id=f"{source_name}:{seg.response_id}/{seg.segment_id}:{status.value}",
-            source=source_name,
-            time=time,
-            operation=operation_id(seg),
-            status=status,
-            machine=machine,
-            actual_start=start,
-            actual_end=end if status == ProgressStatus.DONE else None,
-        )
-    except ValidationError as exc:
-        out.issues.append(f"{seg.path}: {exc.errors(include_url=False)[0]['msg']}; no event")
-        return
-    out.events.append(ev)
+__all__ = [
+    "MACHINERY_STATES", "PACKML_STATES", "STATE_MODELS", "B2MMLError", "PerformanceResult", "SegmentInfo",
+    "StateInfo", "UnknownState", "WebhookBatch", "WebhookError", "WebhookEvent", "WebhookPayloadError",
+    "default_operation_id", "lookup_state", "map_state", "parse_performance", "parse_webhook_batch",
+    "resolve_any_state", "webhook_json_schema",
+]

@@ -35,6 +35,7 @@ from paichan.domain import (
     Receipt,
     Resource,
 )
+from paichan.domain.errors import validation_messages
 
 
 class _S(BaseModel):
@@ -356,8 +357,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except ValidationError as e:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         msgs = []
-        for err in e.errors()[:30]:
+        for err, msg in zip(e.errors()[:30], validation_messages(e, 30), strict=True):
             line = yaml_line(root, err["loc"])
-            where = f"line {line}: " if line is not None else ""
-            msgs.append(f"{where}{'.'.join(map(str, err['loc'])) or '(top level)'}: {err['msg']}")
-        raise ScenarioError(f"{path}: {len(e.errors())} error(s):\n  - " + "\n  - ".join(msgs)) from e
+            msgs.append(f"line {line}: {msg}" if line is not None else msg)
+        raise ScenarioError(f"{path}: {e.error_count()} error(s):\n  - " + "\n  - ".join(msgs)) from e

@@ -14,6 +14,8 @@ from uuid import uuid4
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from paichan.domain.errors import validation_messages
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -62,16 +64,14 @@ def decode(fields: dict[str, str]) -> tuple[Envelope, BaseModel]:
     try:
         env = Envelope.model_validate_json(raw)
     except ValidationError as e:
-        first = e.errors()[0]
-        raise InvalidMessage(f"bad envelope: {'.'.join(map(str, first['loc']))}: {first['msg']}") from e
+        raise InvalidMessage(f"bad envelope: {validation_messages(e, 1, top='')[0]}") from e
     model = _REGISTRY.get((env.type, env.schema_version))
     if model is None:
         raise InvalidMessage(f"unknown message type '{env.type}' (schema version {env.schema_version})")
     try:
         payload = model.model_validate(env.payload)
     except ValidationError as e:
-        first = e.errors()[0]
-        raise InvalidMessage(f"bad '{env.type}' payload: {'.'.join(map(str, first['loc']))}: {first['msg']}") from e
+        raise InvalidMessage(f"bad '{env.type}' payload: {validation_messages(e, 1, top='')[0]}") from e
     return env, payload
 
 

@@ -25,6 +25,7 @@ from paichan.adapters import ExportError, ImportOptions, import_files, schedule_
 from paichan.adapters.values import parse_tz
 from paichan.checker import check
 from paichan.domain import Schedule
+from paichan.domain.errors import validation_messages
 from paichan.service.common import CliError, load_problem
 
 
@@ -101,7 +102,7 @@ def _load_schedule(path: Path) -> Schedule:
     try:
         return Schedule.model_validate(raw)
     except ValidationError as e:
-        detail = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors()[:10])
+        detail = "; ".join(validation_messages(e, 10, top=""))
         raise CliError(f"{path}: not a schedule: {detail}") from e
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from paichan.domain import Problem, Schedule, ScheduledOperation
+from paichan.domain.errors import first_validation_message, validation_messages
 
 
 class CliError(Exception):
@@ -33,10 +34,6 @@ def _json(path: Path, what: str, text: str | None = None) -> Any:
         raise CliError(f"{path} line {e.lineno}: not JSON ({e.msg}), expected {what}") from e
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    return ".".join(str(x) for x in loc) or "(top level)"
-
-
 def load_problem(path: Path, brief: bool = False) -> Problem:
     """Read a problem.json, naming the file and field of any error (``brief``: the first error on one line)."""
     what = "a problem JSON (see `paichan schema`)"
@@ -46,12 +43,9 @@ def load_problem(path: Path, brief: bool = False) -> Problem:
         return Problem.model_validate_json(text)
     except ValidationError as e:
         if brief:
-            err = e.errors()[0]
-            more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-            raise CliError(f"{path}: {_loc(err['loc'])}: {err['msg']}{more}; expected {what}") from e
-        lines = [f"{path}: {len(e.errors())} error(s) in the problem file:"]
-        for err in e.errors()[:50]:
-            lines.append(f"  - {_loc(err['loc'])}: {err['msg']}")
+            raise CliError(f"{path}: {first_validation_message(e)}; expected {what}") from e
+        lines = [f"{path}: {e.error_count()} error(s) in the problem file:"]
+        lines += [f"  - {msg}" for msg in validation_messages(e, 50)]
         raise CliError("\n".join(lines)) from e
 
 
@@ -80,9 +74,7 @@ def load_schedule(path: Path, problem: Problem) -> Schedule:
     try:
         return Schedule.model_validate(raw)
     except ValidationError as e:
-        err = e.errors()[0]
-        more = f" (and {len(e.errors()) - 1} more)" if len(e.errors()) > 1 else ""
-        raise CliError(f"{path}: {_loc(err['loc'])}: {err['msg']}{more}; expected {SCHEDULE_FORMATS}") from e
+        raise CliError(f"{path}: {first_validation_message(e)}; expected {SCHEDULE_FORMATS}") from e
 
 
 def _run_schedule(path: Path, rows: list[dict[str, Any]], problem: Problem) -> Schedule:
