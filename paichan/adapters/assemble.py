@@ -290,8 +290,9 @@ class _Assembler:
         ids = list(dict.fromkeys([*defs, *sorted(tracked)]))
         for mid in ids:
             d = defs.get(mid)
-            unit = d.unit if d and d.unit else next(
-                (x.unit for x in [*self.inp.lots, *self.inp.receipts] if x.material == mid and x.unit), "")
+            units = [x.unit for x in self.inp.lots if x.material == mid and x.unit]
+            units += [x.unit for x in self.inp.receipts if x.material == mid and x.unit]
+            unit = d.unit if d and d.unit else next(iter(units), "")
             self.material_units[mid] = unit
             if mid in tracked or self.opts.untracked_materials == "zero":
                 self.materials[mid] = Material(id=mid, name=d.name if d else "", unit=unit)
@@ -557,24 +558,24 @@ class _Assembler:
             else:
                 missing("machine (EquipmentID)", " | ".join(r.machine for r in mrows),
                         "; ".join(r.describe() for r in mrows))
-                for r in mrows:
-                    d = seg.duration if seg.duration is not None else r.duration
+                for row in mrows:
+                    d = seg.duration if seg.duration is not None else row.duration
                     if d is None:
-                        problems.append(f"operation {seg.local_id}: no Duration in the message nor in {r.describe()}")
+                        problems.append(f"operation {seg.local_id}: no Duration in the message nor in {row.describe()}")
                         continue
                     if seg.duration is None:
-                        missing(f"Duration on {r.machine}", f"{d:g} min", r.describe())
-                    modes.append((r.machine, d, r))
+                        missing(f"Duration on {row.machine}", f"{d:g} min", row.describe())
+                    modes.append((row.machine, d, row))
         mats: list[MaterialUse] = []
         for mr in seg.materials:
-            m = self.materials.get(mr.material)
-            if m is None and self.opts.untracked_materials == "zero":
-                m = self.materials[mr.material] = Material(id=mr.material, unit=mr.unit)
-            if m is None:
+            mat = self.materials.get(mr.material)
+            if mat is None and self.opts.untracked_materials == "zero":
+                mat = self.materials[mr.material] = Material(id=mr.material, unit=mr.unit)
+            if mat is None:
                 self.untracked[mr.material] += 1
                 continue
             try:
-                q = convert_quantity(mr.quantity, mr.unit, m.unit)
+                q = convert_quantity(mr.quantity, mr.unit, mat.unit)
             except ValueError as e:
                 problems.append(f"operation {seg.local_id}: material {mr.material}: {e}")
                 continue

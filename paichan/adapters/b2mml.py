@@ -329,10 +329,10 @@ class _FileReader:
         if self.created is not None:
             self.inp.fallback_origins.append(self.created)
         if verb:
-            data = self.kid(root, "DataArea")
-            nouns = self.kids(data, noun) if data is not None else []
-            if data is not None:
-                self.kids(data, verb)
+            area = self.kid(root, "DataArea")
+            nouns = self.kids(area, noun) if area is not None else []
+            if area is not None:
+                self.kids(area, verb)
         else:
             nouns = [root]
             self.used.add(root)

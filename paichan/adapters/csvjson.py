@@ -245,13 +245,13 @@ class _TableReader:
         elif typ in ("downtime", "holiday", "maintenance", "breakdown", "break"):
             if not (r.get("calendar") or r.get("resource")):
                 p.append("a downtime row names a calendar or a resource")
-            start, end = self.time(r["start"], "start", p), self.time(r["end"], "end", p)
-            if start is None or end is None:
+            t_from, t_to = self.time(r["start"], "start", p), self.time(r["end"], "end", p)
+            if t_from is None or t_to is None:
                 p.append("start and end date-times are required")
             if not self._reject(p, src, "downtime"):
-                assert start is not None and end is not None
+                assert t_from is not None and t_to is not None
                 kind = r.get("kind") or (typ if typ != "downtime" else "maintenance")
-                self.inp.downtimes.append(DowntimeRec(start=start, end=end, src=src, calendar=r.get("calendar", ""),
+                self.inp.downtimes.append(DowntimeRec(start=t_from, end=t_to, src=src, calendar=r.get("calendar", ""),
                                                       resource=r.get("resource", ""), kind=kind.lower(),
                                                       reason=r.get("reason", "")))
             return

@@ -21,9 +21,19 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from paichan.adapters.performance import (  # re-exported: the performance reader lived here before
@@ -145,9 +155,9 @@ def resolve_any_state(value: str | int, model: Literal["machinery", "packml"] | 
     except ValueError:
         pass
     for m in ("machinery", "packml"):
-        info = _BY_NAME[m].get(_key(text))
-        if info is not None:
-            return info.state, f"{m}:{info.name}"
+        named = _BY_NAME[m].get(_key(text))
+        if named is not None:
+            return named.state, f"{m}:{named.name}"
     raise UnknownState(
         f"'{text}' is neither a paichan state ({', '.join(s.value for s in MachineState)}) "
         "nor a Machinery or PackML state name"
@@ -194,7 +204,7 @@ class WebhookEvent(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         title="paichan MES webhook event",
-        json_schema_extra={"oneOf": _SCHEMA_ONE_OF},
+        json_schema_extra={"oneOf": cast(list[JsonValue], _SCHEMA_ONE_OF)},
     )
 
     event_id: StrictStr = Field(min_length=1, max_length=200, description="Unique per source; resending is safe")
