@@ -61,8 +61,7 @@ from paichan.domain import (
     ScheduledOperation,
     merge_windows,
 )
-from paichan.solver.heuristic import gap_start
-from paichan.solver.timing import place
+from paichan.solver.placement import gap_start, place
 
 
 class LineAgent(Agent):
