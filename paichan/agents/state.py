@@ -33,7 +33,7 @@ class StateModel(BaseModel):
     def __getitem__(self, key: str) -> Any:
         """The field named ``key`` (its JSON name or its Python name)."""
         for name, info in type(self).model_fields.items():
-            if key in (name, info.alias):
+            if key in (name, info.serialization_alias):
                 return getattr(self, name)
         raise KeyError(key)
 
@@ -151,7 +151,7 @@ class FailedEvent(_Event):
 
 class MoveEvent(_Event):
     event: Literal["move"] = "move"
-    from_line: str = Field(alias="from")
+    from_line: str = Field(validation_alias="from", serialization_alias="from")
     to: str
     cost_before: float
     cost_after: float
@@ -215,7 +215,7 @@ LineOrderStatus = Literal["waiting", "tentative", "committed"]
 class Displacement(StateModel):
     """A committed order an open bid would move: from where, to where."""
 
-    from_ops: list[PlacedOp] = Field(alias="from")
+    from_ops: list[PlacedOp] = Field(validation_alias="from", serialization_alias="from")
     to: list[PlacedOp]
 
 
