@@ -58,7 +58,7 @@ def factories() -> dict[str, Callable[[], Agent]]:
     sup = SupplierSpec.model_validate({"id": "S1", "materials": [{"id": "sheet", "stock": 100}]})
 
     def line(plant: str, speed: float) -> LineAgent:
-        spec = LineSpec(id="L1", machines=[{"id": "C", "type": "cut", "speed": speed}])
+        spec = LineSpec.model_validate({"id": "L1", "machines": [{"id": "C", "type": "cut", "speed": speed}]})
         return LineAgent(plant, spec, Calendar(), {"sheet": "S1"}, horizon=10_000, bid_time_limit=0)
 
     return {
@@ -152,7 +152,7 @@ def test_a_corrupted_snapshot_names_the_field(aid: str, path: list[str | int], v
 def test_a_snapshot_of_the_previous_untyped_format_is_refused() -> None:
     """State written before the typed models (a call's owner under "for", moves as lists) does not load."""
     spec = OrderSpec(id="O1", product="box", quantity=5, due=10, plant="P1", steps=STEPS).model_dump(mode="json")
-    old = {"orders": {"O1": {"spec": spec, "status": "calling", "round": 0, "placed": None}},
+    old: dict[str, Any] = {"orders": {"O1": {"spec": spec, "status": "calling", "round": 0, "placed": None}},
            "calls": {"O1": {"spec": spec, "round": 0, "for": None, "conv": "O1:0", "expected": ["P1/L1"],
                             "bids": {}, "refused": {}, "deadline": 5.0, "escalation": None, "best": None,
                             "move_from": None}},
