@@ -71,9 +71,11 @@ def factories() -> dict[str, Callable[[], Agent]]:
 
 
 def restored(aid: str, agent: Agent) -> Agent:
-    """A fresh agent rebuilt from ``agent``'s state after a JSON round trip (what the bus stores)."""
+    """A fresh agent rebuilt from the JSON its host commits for ``agent`` (as a restarted host does)."""
+    stored = json.loads(agent.state_json())
+    assert stored == json.loads(json.dumps(agent.state()))  # the fast path writes what state() says
     twin = factories()[aid]()
-    twin.restore(json.loads(json.dumps(agent.state())))
+    twin.restore(stored)
     return twin
 
 

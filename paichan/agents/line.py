@@ -66,6 +66,8 @@ from paichan.solver.placement import gap_start, place
 
 class LineAgent(Agent):
     kind = "line"
+    state_model = LineState
+    st: LineState
 
     def __init__(self, plant: str, spec: LineSpec, calendar: Calendar, suppliers: dict[str, str], horizon: int,
                  replan_time_limit: float = 2.0, bid_ttl_s: float = 60.0, bid_time_limit: float = 0.3) -> None:
@@ -93,11 +95,8 @@ class LineAgent(Agent):
         return self.st.stale_awards
 
     # ----------------------------------------------------------- persistence
-    def snapshot(self) -> dict[str, Any]:
-        return self.st.model_dump(mode="json", by_alias=True)
-
     def load(self, state: dict[str, Any]) -> None:
-        self.st = LineState.model_validate(state)
+        super().load(state)
         self._windows = {}
 
     # ------------------------------------------------------------- timelines

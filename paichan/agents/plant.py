@@ -16,8 +16,6 @@ offer and forwarded on award.
 
 from __future__ import annotations
 
-from typing import Any
-
 from paichan.agents.base import Agent, handles
 from paichan.agents.messages import (
     AtpRelease,
@@ -65,6 +63,8 @@ def _rank(bid: Bid) -> tuple[float, int, str]:
 
 class PlantAgent(Agent):
     kind = "plant"
+    state_model = PlantState
+    st: PlantState
 
     def __init__(self, plant_id: str, lines: dict[str, set[str]], other_plants: list[str], wave: int = 20,
                  respond_timeout_s: float = 5.0, escalate: bool = True, intake_s: float = 0.5,
@@ -89,12 +89,6 @@ class PlantAgent(Agent):
     def calls(self) -> dict[str, Call]:
         """Open calls (own, or on behalf of another plant)."""
         return self.st.calls
-
-    def snapshot(self) -> dict[str, Any]:
-        return self.st.model_dump(mode="json", by_alias=True)
-
-    def load(self, state: dict[str, Any]) -> None:
-        self.st = PlantState.model_validate(state)
 
     # ------------------------------------------------------------------ calls
     def _capable(self, spec: OrderSpec) -> list[str]:

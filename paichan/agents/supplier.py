@@ -14,7 +14,6 @@ comes late, with the new date.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from paichan.agents.base import Agent, handles
 from paichan.agents.messages import AtpConfirm, AtpPromise, AtpRelease, AtpRequest, AtpReserve, SupplierDelay
@@ -53,6 +52,8 @@ def available_date(supply: Sequence[tuple[float, float]], reservations: Sequence
 
 class SupplierAgent(Agent):
     kind = "supplier"
+    state_model = SupplierState
+    st: SupplierState
 
     def __init__(self, spec: SupplierSpec, horizon: int) -> None:
         super().__init__(spec.id)
@@ -64,12 +65,6 @@ class SupplierAgent(Agent):
     def materials(self) -> dict[str, MaterialBook]:
         """Per material: supply over time, holds and reservations."""
         return self.st.materials
-
-    def snapshot(self) -> dict[str, Any]:
-        return self.st.model_dump(mode="json", by_alias=True)
-
-    def load(self, state: dict[str, Any]) -> None:
-        self.st = SupplierState.model_validate(state)
 
     def _book(self, material: str) -> MaterialBook:
         """The material's book; a material this supplier does not supply is a handler error (dead letter)."""
