@@ -37,6 +37,7 @@ from paichan.agents.messages import (
 )
 from paichan.agents.plant import PlantAgent
 from paichan.agents.scenario import LineSpec, SupplierSpec
+from paichan.agents.state import LineOrder, PlacedOp
 from paichan.agents.supplier import SupplierAgent
 from paichan.bus.envelope import Envelope, make
 from paichan.checker import check
@@ -311,7 +312,7 @@ def test_an_award_whose_bid_went_stale_is_placed_again_never_over_committed_work
     line.handle(env(Award(order_id="A", line="P1/L1"), "P1", "P1/L1", "A:0"), Award(order_id="A", line="P1/L1"), 0.1)
     assert line.orders["A"]["ops"][0]["start"] == 0 and line.orders["B"]["ops"][0]["start"] == 15
     # whatever made it happen, committed A now sits where B's open bid is
-    line.orders["A"]["ops"] = [{"operation": 0, "machine": "P1/L1/C", "start": 10, "end": 25}]
+    line.orders["A"].ops = [PlacedOp(operation=0, machine="P1/L1/C", start=10, end=25)]
     out = line.handle(env(Award(order_id="B", line="P1/L1"), "P1", "P1/L1", "B:0"),
                       Award(order_id="B", line="P1/L1"), 0.2)
     (confirm,) = [e for e in out if e.type == _type(Confirm)]
@@ -333,10 +334,11 @@ def test_a_bid_avoids_both_places_of_work_an_open_bid_would_move() -> None:
                 "end": end}], "status": status, "plant": "P1", "conv": f"{oid}:0", "cfp": oid, "need": {},
                 "dates": {}, "material_ready": 0, "expires": 1e9, **extra}
 
-    line.orders = {"A": rec("A", 0, 99, "committed"),
-                   "B": rec("B", 9, 21, "tentative", displace={"A": {
-                       "from": [{"operation": 0, "machine": c, "start": 0, "end": 99}],
-                       "to": [{"operation": 0, "machine": c, "start": 120, "end": 219}]}})}
+    line.st.orders = {k: LineOrder.model_validate(v) for k, v in {
+        "A": rec("A", 0, 99, "committed"),
+        "B": rec("B", 9, 21, "tentative", displace={"A": {
+            "from": [{"operation": 0, "machine": c, "start": 0, "end": 99}],
+            "to": [{"operation": 0, "machine": c, "start": 120, "end": 219}]}})}.items()}
     new = order("C", due=1000).model_copy(update={"release": 50})
     (op,) = line.insert(new, ready=0)
     assert (op.start, op.end) == (99, 114)  # not at its release (50), inside A's committed place

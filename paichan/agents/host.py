@@ -106,7 +106,7 @@ class HostCore:
         out = agent.tick(time.time())
         if out or agent.dirty:
             agent.dirty = False
-            consumer.publish(agent.state(), out)
+            consumer.publish(agent.state_json(), out)
         return bool(deliveries or out)
 
     def process_batch(self, aid: str, deliveries: list[Delivery]) -> None:
@@ -140,12 +140,12 @@ class HostCore:
                 replay: list[Envelope] = []
                 for prev in good[:k]:
                     replay += self._handle(aid, prev)
-                consumer.commit(good[:k] + done, self.agents[aid].state(), replay)
+                consumer.commit(good[:k] + done, self.agents[aid].state_json(), replay)
                 consumer.dead_letter(d, f"handler error in {aid}: {e!r}")
                 self.process_batch(aid, good[k + 1 :])
                 return
         if good or done:
-            consumer.commit(good + done, self.agents[aid].state() if good else None, out)
+            consumer.commit(good + done, self.agents[aid].state_json() if good else None, out)
 
     def _handle(self, aid: str, d: Delivery) -> list[Envelope]:
         agent = self.agents[aid]

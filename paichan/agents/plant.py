@@ -16,11 +16,7 @@ offer and forwarded on award.
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel
-
-from paichan.agents.base import Agent
+from paichan.agents.base import Agent, handles
 from paichan.agents.messages import (
     AtpRelease,
     Award,
@@ -38,15 +34,37 @@ from paichan.agents.messages import (
     ScheduleUpdate,
     Withdraw,
 )
+from paichan.agents.state import (
+    Awarded,
+    AwardEvent,
+    Call,
+    EscalateEvent,
+    Escalation,
+    FailedEvent,
+    MoveCandidate,
+    MoveEvent,
+    MoveFrom,
+    PlacedForEvent,
+    PlacedOp,
+    Placement,
+    PlantEvent,
+    PlantOrder,
+    PlantState,
+    RerunEvent,
+    StaleConfirmEvent,
+    UpdateEvent,
+)
 from paichan.bus.envelope import Envelope
 
 
-def _rank(bid: dict[str, Any]) -> tuple[float, int, str]:
-    return (bid["cost"], bid["completion"], bid["line"])
+def _rank(bid: Bid) -> tuple[float, int, str]:
+    return (bid.cost, bid.completion, bid.line)
 
 
 class PlantAgent(Agent):
     kind = "plant"
+    state_model = PlantState
+    st: PlantState
 
     def __init__(self, plant_id: str, lines: dict[str, set[str]], other_plants: list[str], wave: int = 20,
                  respond_timeout_s: float = 5.0, escalate: bool = True, intake_s: float = 0.5,
@@ -60,22 +78,17 @@ class PlantAgent(Agent):
         self.escalate = escalate
         self.intake_s = intake_s
         self.max_waits = 3  # deadline extensions for a call nobody answered (see _wait_longer)
-        self.intake_until: float | None = None  # calls wait until the intake window closes
-        self.orders: dict[str, dict[str, Any]] = {}  # own orders
-        self.calls: dict[str, dict[str, Any]] = {}  # open calls (own or on behalf of another plant)
-        self.queue: list[str] = []
-        self.moves: list[tuple[str, float, str]] = []  # reallocation candidates (order, cost, line)
-        self.events: list[dict[str, Any]] = []  # decisions, for the explanation log
+        self.st = PlantState()  # everything committed to the bus (orders, calls, queue, moves, events)
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"orders": self.orders, "calls": self.calls, "queue": self.queue, "events": self.events,
-                "moves": self.moves, "intake_until": self.intake_until}
+    @property
+    def orders(self) -> dict[str, PlantOrder]:
+        """Own orders."""
+        return self.st.orders
 
-    def load(self, state: dict[str, Any]) -> None:
-        self.orders, self.calls, self.queue, self.events = (state["orders"], state["calls"], state["queue"],
-                                                            state["events"])
-        self.moves = [tuple(m) for m in state["moves"]]  # type: ignore[misc]
-        self.intake_until = state.get("intake_until")
+    @property
+    def calls(self) -> dict[str, Call]:
+        """Open calls (own, or on behalf of another plant)."""
+        return self.st.calls
 
     # ------------------------------------------------------------------ calls
     def _capable(self, spec: OrderSpec) -> list[str]:
@@ -83,128 +96,122 @@ class PlantAgent(Agent):
         return [line for line, types in self.lines.items() if need <= set(types)]
 
     def _open_own(self) -> int:
-        return sum(1 for c in self.calls.values() if c["for"] is None)
+        return sum(1 for c in self.st.calls.values() if c.for_plant is None)
 
     def _pump(self, now: float) -> list[Envelope]:
+        st = self.st
         out: list[Envelope] = []
-        if self.intake_until is not None and now < self.intake_until:
+        if st.intake_until is not None and now < st.intake_until:
             return out
-        while self.queue and self._open_own() < self.wave:
-            oid = self.queue.pop(0)
-            out += self._call(OrderSpec.model_validate(self.orders[oid]["spec"]), self.orders[oid]["round"], None,
-                              now)
-        while self.moves and not self.queue and self._open_own() < self.wave:
-            oid, cost, line = self.moves.pop(0)
-            rec = self.orders[oid]
-            if rec["status"] != "confirmed" or rec["placed"]["line"] != line:
+        while st.queue and self._open_own() < self.wave:
+            rec = st.orders[st.queue.pop(0)]
+            out += self._call(rec.spec, rec.round, None, now)
+        while st.moves and not st.queue and self._open_own() < self.wave:
+            move = st.moves.pop(0)
+            rec = st.orders[move.order]
+            if rec.status != "confirmed" or rec.placed is None or rec.placed.line != move.line:
                 continue
-            rec["round"] += 1
-            out += self._call(OrderSpec.model_validate(rec["spec"]), rec["round"], None, now,
-                              move_from={"line": line, "cost": cost})
+            rec.round += 1
+            out += self._call(rec.spec, rec.round, None, now, move_from=MoveFrom(line=move.line, cost=move.cost))
         return out
 
     def _call(self, spec: OrderSpec, rnd: int, for_plant: str | None, now: float,
-              move_from: dict[str, Any] | None = None) -> list[Envelope]:
-        lines = [ln for ln in self._capable(spec) if move_from is None or ln != move_from["line"]]
+              move_from: MoveFrom | None = None) -> list[Envelope]:
+        lines = [ln for ln in self._capable(spec) if move_from is None or ln != move_from.line]
         conv = f"{spec.id}:{rnd}"
-        self.calls[spec.id] = {"spec": spec.model_dump(mode="json"), "round": rnd, "for": for_plant, "conv": conv,
-                               "expected": lines, "bids": {}, "refused": {}, "deadline": now + self.timeout,
-                               "escalation": None, "best": None, "move_from": move_from}
+        self.st.calls[spec.id] = Call(spec=spec, round=rnd, for_plant=for_plant, conv=conv, expected=lines,
+                                      deadline=now + self.timeout, move_from=move_from)
         if for_plant is None:
-            self.orders[spec.id]["status"] = "moving" if move_from else "calling"
+            self.st.orders[spec.id].status = "moving" if move_from else "calling"
         if not lines:
             return self._decide(spec.id, now)
         cfp = CallForProposals(order=spec, round=rnd, origin_plant=for_plant or self.id)
         return [self.send(cfp, line, conv) for line in lines]
 
-    def _answered(self, call: dict[str, Any]) -> bool:
-        return len(call["bids"]) + len(call["refused"]) >= len(call["expected"])
+    @staticmethod
+    def _answered(call: Call) -> bool:
+        return len(call.bids) + len(call.refused) >= len(call.expected)
 
     def _decide(self, oid: str, now: float) -> list[Envelope]:
-        call = self.calls[oid]
-        bids = sorted(call["bids"].values(), key=_rank)
+        call = self.st.calls[oid]
+        bids = sorted(call.bids.values(), key=_rank)
         best = bids[0] if bids else None
-        call["best"] = best
-        out = [self.send(Reject(order_id=oid, round=call["round"]), b["line"], call["conv"]) for b in bids[1:]]
-        if call["for"] is not None:  # on behalf of another plant: offer our best, keep its reservation
-            offer = Offer(order_id=oid, plant=self.id, bid=Bid.model_validate(best) if best else None,
-                          round=call["round"])
-            call["deadline"] = None
-            return [*out, self.send(offer, call["for"], call["conv"])]
-        move = call.get("move_from")
+        call.best = best
+        out = [self.send(Reject(order_id=oid, round=call.round), b.line, call.conv) for b in bids[1:]]
+        if call.for_plant is not None:  # on behalf of another plant: offer our best, keep its reservation
+            offer = Offer(order_id=oid, plant=self.id, bid=best, round=call.round)
+            call.deadline = None
+            return [*out, self.send(offer, call.for_plant, call.conv)]
+        move = call.move_from
         if move is not None:  # reallocation: ask other plants only if no own line does strictly better
-            worth = best is None or best["cost"] >= move["cost"] - 1e-6
+            worth = best is None or best.cost >= move.cost - 1e-6
         else:  # a new call: ask other plants when no own line meets the due date
-            worth = best is None or best["tardiness"] > 0
-        if self.escalate and self.others and worth and call["escalation"] is None:
-            spec = OrderSpec.model_validate(call["spec"])
-            call["escalation"] = {"expected": list(self.others), "offers": {}, "deadline": now + 2 * self.timeout}
+            worth = best is None or best.tardiness > 0
+        if self.escalate and self.others and worth and call.escalation is None:
+            call.escalation = Escalation(expected=list(self.others), deadline=now + 2 * self.timeout)
             if move is None:
-                self.orders[oid]["status"] = "escalating"
-            self._log(oid, "escalate", {"best_own_cost": best["cost"] if best else None, "move": move is not None})
-            return [*out, *(self.send(Escalate(order=spec, round=call["round"]), p, call["conv"])
+                self.st.orders[oid].status = "escalating"
+            self._log(EscalateEvent(order=oid, best_own_cost=best.cost if best else None, move=move is not None))
+            return [*out, *(self.send(Escalate(order=call.spec, round=call.round), p, call.conv)
                             for p in self.others)]
         return out + self._award_best(oid, now)
 
     def _improve(self, limit: int, now: float) -> list[Envelope]:
         """Re-call late orders placed on our own lines, worst weighted tardiness first."""
         late = []
-        for oid, rec in self.orders.items():
-            placed = rec["placed"]
-            if rec["status"] != "confirmed" or placed is None or placed["line"] not in self.lines:
+        for oid, rec in self.st.orders.items():
+            placed = rec.placed
+            if rec.status != "confirmed" or placed is None or placed.line not in self.lines:
                 continue
-            spec = rec["spec"]
-            tardiness = max(0, placed["completion"] - spec["due"])
+            tardiness = max(0, placed.completion - rec.spec.due)
             if tardiness > 0:
-                cost = spec["priority"] * tardiness + 0.001 * placed["completion"]
-                late.append((-cost, oid, cost, placed["line"]))
-        out: list[Envelope] = []
-        self.moves = [(oid, cost, line) for _, oid, cost, line in sorted(late)[:limit]]
-        return out + self._pump(now)
+                cost = rec.spec.priority * tardiness + 0.001 * placed.completion
+                late.append((-cost, oid, cost, placed.line))
+        self.st.moves = [MoveCandidate(order=oid, cost=cost, line=line) for _, oid, cost, line in sorted(late)[:limit]]
+        return self._pump(now)
 
     def _award_best(self, oid: str, now: float) -> list[Envelope]:
         """Award the best of own bid and plant offers."""
-        call = self.calls[oid]
-        cands = [("own", call["best"])] if call["best"] else []
-        esc = call["escalation"]
+        call = self.st.calls[oid]
+        cands: list[tuple[str, Bid]] = [("own", call.best)] if call.best else []
+        esc = call.escalation
         if esc is not None:
-            cands += [(p, b) for p, b in esc["offers"].items() if b is not None]
-            esc["decided"] = True
+            cands += [(p, b) for p, b in esc.offers.items() if b is not None]
+            esc.decided = True
         out: list[Envelope] = []
+        rec = self.st.orders[oid]
         if not cands:
-            self.orders[oid]["status"] = "failed"
-            self._log(oid, "failed", {"refused": call["refused"]})
-            del self.calls[oid]
-            return out + self._release_material(OrderSpec.model_validate(call["spec"])) + self._pump(now)
+            rec.status = "failed"
+            self._log(FailedEvent(order=oid, refused=call.refused))
+            del self.st.calls[oid]
+            return out + self._release_material(call.spec) + self._pump(now)
         where, best = min(cands, key=lambda c: _rank(c[1]))
-        move = call.get("move_from")
-        if move is not None and best["cost"] >= move["cost"] - 1e-6:  # no strictly better place: stay
-            out += [self.send(Reject(order_id=oid, round=call["round"]), b["line"] if w == "own" else w, call["conv"])
+        move = call.move_from
+        if move is not None and best.cost >= move.cost - 1e-6:  # no strictly better place: stay
+            out += [self.send(Reject(order_id=oid, round=call.round), b.line if w == "own" else w, call.conv)
                     for w, b in cands]
-            self.orders[oid]["status"] = "confirmed"
-            del self.calls[oid]
+            rec.status = "confirmed"
+            del self.st.calls[oid]
             return out + self._pump(now)
         if move is not None:
-            self._log(oid, "move", {"from": move["line"], "to": best["line"], "cost_before": move["cost"],
-                                    "cost_after": best["cost"]})
-            out.append(self.send(Revoke(order_id=oid), move["line"], call["conv"]))
-        self._log(oid, "award", {"line": best["line"], "plant": best["plant"], "via": where,
-                                 "move": move is not None,
-                                 "completion": best["completion"], "cost": best["cost"], "candidates": len(cands)})
+            self._log(MoveEvent(order=oid, from_line=move.line, to=best.line, cost_before=move.cost,
+                                cost_after=best.cost))
+            out.append(self.send(Revoke(order_id=oid), move.line, call.conv))
+        self._log(AwardEvent(order=oid, line=best.line, plant=best.plant, via=where, move=move is not None,
+                             completion=best.completion, cost=best.cost, candidates=len(cands)))
         if esc is not None:
-            for p, b in esc["offers"].items():
+            for p, b in esc.offers.items():
                 if b is not None and p != where:
-                    out.append(self.send(Reject(order_id=oid, round=call["round"]), p, call["conv"]))
+                    out.append(self.send(Reject(order_id=oid, round=call.round), p, call.conv))
         if where == "own":
-            out.append(self.send(Award(order_id=oid, line=best["line"], round=call["round"]), best["line"],
-                                 call["conv"]))
+            out.append(self.send(Award(order_id=oid, line=best.line, round=call.round), best.line, call.conv))
         else:
-            if call["best"]:
-                out.append(self.send(Reject(order_id=oid, round=call["round"]), call["best"]["line"], call["conv"]))
-            out.append(self.send(Award(order_id=oid, line=best["line"], round=call["round"]), where, call["conv"]))
-        self.orders[oid]["status"] = "awarded"
-        call["deadline"] = now + 4 * self.timeout  # wait for the confirmation
-        call["awarded"] = {"plant": best["plant"], "line": best["line"], "via": where}
+            if call.best:
+                out.append(self.send(Reject(order_id=oid, round=call.round), call.best.line, call.conv))
+            out.append(self.send(Award(order_id=oid, line=best.line, round=call.round), where, call.conv))
+        rec.status = "awarded"
+        call.deadline = now + 4 * self.timeout  # wait for the confirmation
+        call.awarded = Awarded(plant=best.plant, line=best.line, via=where)
         return out
 
     def _release_material(self, spec: OrderSpec) -> list[Envelope]:
@@ -214,180 +221,207 @@ class PlantAgent(Agent):
                 for m in mats if m in self.suppliers]
 
     def _rerun(self, oid: str, now: float, why: str) -> list[Envelope]:
-        self._log(oid, "rerun", {"why": why})
-        self.calls.pop(oid, None)
-        if oid in self.orders:
-            self.orders[oid]["round"] += 1
-            self.orders[oid]["status"] = "queued"
-            self.orders[oid]["placed"] = None  # wherever it was, it is not there any more
-            self.queue.insert(0, oid)
+        self._log(RerunEvent(order=oid, why=why))
+        self.st.calls.pop(oid, None)
+        rec = self.st.orders.get(oid)
+        if rec is not None:
+            rec.round += 1
+            rec.status = "queued"
+            rec.placed = None  # wherever it was, it is not there any more
+            self.st.queue.insert(0, oid)
         return self._pump(now)
 
-    def _log(self, oid: str, what: str, detail: dict[str, Any]) -> None:
-        self.events.append({"order": oid, "event": what, **detail})
+    def _log(self, event: PlantEvent) -> None:
+        self.st.events.append(event)
 
     # --------------------------------------------------------------- messages
-    def handle(self, env: Envelope, payload: BaseModel, now: float) -> list[Envelope]:
-        if isinstance(payload, Improve):
-            return self._improve(payload.max_orders, now)
-        if isinstance(payload, NewOrder):
-            spec = payload.order
-            if spec.id in self.orders:
-                return []
-            self.orders[spec.id] = {"spec": spec.model_dump(mode="json"), "status": "queued", "round": 0,
-                                    "placed": None}
-            self.queue.append(spec.id)
-            self.queue.sort(key=lambda o: (self.orders[o]["spec"]["due"], o))
-            self.intake_until = now + self.intake_s
-            return self._pump(now)
-        oid = getattr(payload, "order_id", None) or getattr(getattr(payload, "order", None), "id", None)
-        call = self.calls.get(oid) if oid else None
-        if isinstance(payload, Bid | Refuse):
-            if call is None or env.conversation != call["conv"]:
-                if isinstance(payload, Refuse) and oid in self.orders and self.orders[oid]["status"] == "awarded":
-                    return self._rerun(oid, now, f"award refused by {payload.line}: {payload.reason}")
-                if isinstance(payload, Bid):  # too late for its call: free the line's reservation
-                    return [self.send(Reject(order_id=payload.order_id), payload.line, env.conversation)]
-                return []
-            if isinstance(payload, Refuse):
-                if call.get("awarded"):
-                    return self._rerun(oid, now, f"award refused by {payload.line}: {payload.reason}")
-                call["refused"][payload.line] = payload.reason
-            elif call["best"] is not None or payload.line in call["refused"]:  # decided without it (deadline)
-                return [self.send(Reject(order_id=payload.order_id, round=call["round"]), payload.line, call["conv"])]
-            else:
-                call["bids"][payload.line] = payload.model_dump()
-            return self._decide(oid, now) if self._answered(call) and call["best"] is None else []
-        if isinstance(payload, Offer):
-            late = (call is None or call["escalation"] is None or env.conversation != call["conv"]
-                    or call.get("awarded") is not None or call["escalation"].get("decided"))
-            if late:  # the call was decided without this offer: release what the offering plant holds
-                return [self.send(Reject(order_id=payload.order_id, round=payload.round), env.sender,
-                                  env.conversation)] if payload.bid is not None else []
-            esc = call["escalation"]
-            esc["offers"][payload.plant] = payload.bid.model_dump() if payload.bid else None
-            if len(esc["offers"]) >= len(esc["expected"]):
-                return self._award_best(oid, now)
-            return []
-        if isinstance(payload, Escalate):
-            if call is not None:
-                return []
-            return self._call(payload.order, payload.round, env.sender, now)
-        if isinstance(payload, Award):  # another plant chose our offer
-            if call is None or call["for"] != env.sender or not call["best"]:
-                return [self.send(Refuse(order_id=payload.order_id, line=payload.line, reason="offer expired"),
-                                  env.sender, env.conversation, env.id)]
-            call["awarded"] = {"line": call["best"]["line"]}
-            return [self.send(Award(order_id=payload.order_id, line=call["best"]["line"], round=call["round"]),
-                              call["best"]["line"], call["conv"])]
-        if isinstance(payload, Reject):  # another plant chose someone else
-            if call is not None and call["for"] == env.sender and env.conversation == call["conv"]:
-                out = ([self.send(Reject(order_id=payload.order_id, round=call["round"]), call["best"]["line"],
-                                  call["conv"])] if call["best"] else [])
-                del self.calls[payload.order_id]
-                return out
-            return []
-        if isinstance(payload, Confirm):
-            return self._confirmed(env, payload, now)
-        if isinstance(payload, ScheduleUpdate):
-            if oid in self.orders and self.orders[oid]["placed"] is not None:
-                if self.orders[oid]["placed"]["line"] != payload.line:
-                    return []  # stale: the order has moved to another line since
-                self.orders[oid]["placed"].update(completion=payload.completion,
-                                                  operations=[o.model_dump() for o in payload.operations])
-                self._log(oid, "update", {"line": payload.line, "completion": payload.completion,
-                                          "reason": payload.reason})
-                return []
-            origin = self._foreign_origin(oid)
-            if origin is not None:
-                return [self.send(payload, origin, env.conversation)]
-            return []
-        if isinstance(payload, Withdraw):
-            if payload.order_id not in self.orders:  # placed on our line for another plant: tell the owner
-                origin = self._foreign_origin(payload.order_id)
-                return [self.send(payload, origin, env.conversation)] if origin is not None else []
-            rec = self.orders[payload.order_id]
-            placed = rec["placed"]
-            if rec["status"] != "confirmed" or placed is None or placed["line"] != payload.line:
-                return []  # stale: the order has moved, or is being called again, since
-            return self._rerun(payload.order_id, now, f"{payload.line} withdrew: {payload.reason}")
-        raise ValueError(f"plant cannot handle '{env.type}'")
+    @handles(Improve)
+    def _on_improve(self, env: Envelope, msg: Improve, now: float) -> list[Envelope]:
+        return self._improve(msg.max_orders, now)
 
-    def _foreign_origin(self, oid: str | None, line: str | None = None, conversation: str | None = None) -> str | None:
+    @handles(NewOrder)
+    def _on_new_order(self, env: Envelope, msg: NewOrder, now: float) -> list[Envelope]:
+        spec = msg.order
+        st = self.st
+        if spec.id in st.orders:
+            return []
+        st.orders[spec.id] = PlantOrder(spec=spec)
+        st.queue.append(spec.id)
+        st.queue.sort(key=lambda o: (st.orders[o].spec.due, o))
+        st.intake_until = now + self.intake_s
+        return self._pump(now)
+
+    def _open_call(self, oid: str, env: Envelope) -> Call | None:
+        """The open call for ``oid`` in the envelope's conversation, if there is one."""
+        call = self.st.calls.get(oid)
+        return call if call is not None and env.conversation == call.conv else None
+
+    @handles(Bid)
+    def _on_bid(self, env: Envelope, bid: Bid, now: float) -> list[Envelope]:
+        call = self._open_call(bid.order_id, env)
+        if call is None:  # too late for its call: free the line's reservation
+            return [self.send(Reject(order_id=bid.order_id), bid.line, env.conversation)]
+        if call.best is not None or bid.line in call.refused:  # decided without it (deadline)
+            return [self.send(Reject(order_id=bid.order_id, round=call.round), bid.line, call.conv)]
+        call.bids[bid.line] = bid
+        return self._decide(bid.order_id, now) if self._answered(call) and call.best is None else []
+
+    @handles(Refuse)
+    def _on_refuse(self, env: Envelope, refuse: Refuse, now: float) -> list[Envelope]:
+        oid = refuse.order_id
+        call = self._open_call(oid, env)
+        if call is None:
+            rec = self.st.orders.get(oid)
+            if rec is not None and rec.status == "awarded":
+                return self._rerun(oid, now, f"award refused by {refuse.line}: {refuse.reason}")
+            return []
+        if call.awarded is not None:
+            return self._rerun(oid, now, f"award refused by {refuse.line}: {refuse.reason}")
+        call.refused[refuse.line] = refuse.reason
+        return self._decide(oid, now) if self._answered(call) and call.best is None else []
+
+    @handles(Offer)
+    def _on_offer(self, env: Envelope, offer: Offer, now: float) -> list[Envelope]:
+        call = self.st.calls.get(offer.order_id)
+        esc = call.escalation if call is not None else None
+        if call is None or esc is None or env.conversation != call.conv or call.awarded is not None or esc.decided:
+            # the call was decided without this offer: release what the offering plant holds
+            return [self.send(Reject(order_id=offer.order_id, round=offer.round), env.sender,
+                              env.conversation)] if offer.bid is not None else []
+        esc.offers[offer.plant] = offer.bid
+        if len(esc.offers) >= len(esc.expected):
+            return self._award_best(offer.order_id, now)
+        return []
+
+    @handles(Escalate)
+    def _on_escalate(self, env: Envelope, msg: Escalate, now: float) -> list[Envelope]:
+        if msg.order.id in self.st.calls:
+            return []
+        return self._call(msg.order, msg.round, env.sender, now)
+
+    @handles(Award)
+    def _on_award(self, env: Envelope, award: Award, now: float) -> list[Envelope]:
+        """Another plant chose our offer: award our line."""
+        call = self.st.calls.get(award.order_id)
+        if call is None or call.for_plant != env.sender or not call.best:
+            return [self.send(Refuse(order_id=award.order_id, line=award.line, reason="offer expired"),
+                              env.sender, env.conversation, env.id)]
+        call.awarded = Awarded(line=call.best.line)
+        return [self.send(Award(order_id=award.order_id, line=call.best.line, round=call.round), call.best.line,
+                          call.conv)]
+
+    @handles(Reject)
+    def _on_reject(self, env: Envelope, reject: Reject, now: float) -> list[Envelope]:
+        """Another plant chose someone else: release our line's bid."""
+        call = self.st.calls.get(reject.order_id)
+        if call is not None and call.for_plant == env.sender and env.conversation == call.conv:
+            out = ([self.send(Reject(order_id=reject.order_id, round=call.round), call.best.line, call.conv)]
+                   if call.best else [])
+            del self.st.calls[reject.order_id]
+            return out
+        return []
+
+    @handles(ScheduleUpdate)
+    def _on_update(self, env: Envelope, upd: ScheduleUpdate, now: float) -> list[Envelope]:
+        rec = self.st.orders.get(upd.order_id)
+        if rec is not None and rec.placed is not None:
+            if rec.placed.line != upd.line:
+                return []  # stale: the order has moved to another line since
+            rec.placed.completion = upd.completion
+            rec.placed.operations = [PlacedOp.of(o) for o in upd.operations]
+            self._log(UpdateEvent(order=upd.order_id, line=upd.line, completion=upd.completion, reason=upd.reason))
+            return []
+        origin = self._foreign_origin(upd.order_id)
+        if origin is not None:
+            return [self.send(upd, origin, env.conversation)]
+        return []
+
+    @handles(Withdraw)
+    def _on_withdraw(self, env: Envelope, msg: Withdraw, now: float) -> list[Envelope]:
+        rec = self.st.orders.get(msg.order_id)
+        if rec is None:  # placed on our line for another plant: tell the owner
+            origin = self._foreign_origin(msg.order_id)
+            return [self.send(msg, origin, env.conversation)] if origin is not None else []
+        if rec.status != "confirmed" or rec.placed is None or rec.placed.line != msg.line:
+            return []  # stale: the order has moved, or is being called again, since
+        return self._rerun(msg.order_id, now, f"{msg.line} withdrew: {msg.reason}")
+
+    def _foreign_origin(self, oid: str, line: str | None = None, conversation: str | None = None) -> str | None:
         """The plant we placed ``oid`` for (on ``line``, in ``conversation``, when given), if we did."""
-        for e in reversed(self.events):
-            if e["order"] == oid and e["event"] == "placed_for" and line in (None, e["line"]) \
-                    and conversation in (None, e.get("conversation")):
-                return str(e["origin"])
+        for e in reversed(self.st.events):
+            if isinstance(e, PlacedForEvent) and e.order == oid and line in (None, e.line) \
+                    and conversation in (None, e.conversation):
+                return e.origin
         return None
 
     def _revoke_stale(self, c: Confirm, env: Envelope) -> list[Envelope]:
         """A confirmation for an award nobody waits for any more (the call was re-run): free that booking."""
-        self._log(c.order_id, "stale_confirm", {"line": c.line, "conversation": env.conversation})
+        self._log(StaleConfirmEvent(order=c.order_id, line=c.line, conversation=env.conversation))
         return [self.send(Revoke(order_id=c.order_id, conversation=env.conversation), c.line, env.conversation)]
 
-    def _confirmed(self, env: Envelope, c: Confirm, now: float) -> list[Envelope]:
-        call = self.calls.get(c.order_id)
-        rec = self.orders.get(c.order_id)
+    @handles(Confirm)
+    def _on_confirm(self, env: Envelope, c: Confirm, now: float) -> list[Envelope]:
+        call = self.st.calls.get(c.order_id)
+        rec = self.st.orders.get(c.order_id)
         if rec is None:  # placed on our line for another plant
-            if call is not None and call["for"] is not None and call["conv"] == env.conversation \
-                    and call.get("awarded") is not None:
-                del self.calls[c.order_id]
-                self._log(c.order_id, "placed_for", {"origin": call["for"], "line": c.line,
-                                                     "conversation": env.conversation})
-                return [self.send(c, call["for"], env.conversation)]
+            if call is not None and call.for_plant is not None and call.conv == env.conversation \
+                    and call.awarded is not None:
+                del self.st.calls[c.order_id]
+                self._log(PlacedForEvent(order=c.order_id, origin=call.for_plant, line=c.line,
+                                         conversation=env.conversation))
+                return [self.send(c, call.for_plant, env.conversation)]
             origin = self._foreign_origin(c.order_id, c.line, env.conversation)
             if origin is not None:  # confirmed again: the owner decides
                 return [self.send(c, origin, env.conversation)]
             return self._revoke_stale(c, env)
-        awaited = call is not None and call.get("awarded") is not None and env.conversation == call["conv"] \
-            and call["awarded"]["line"] == c.line
-        again = rec["status"] == "confirmed" and rec["placed"] is not None and rec["placed"]["line"] == c.line
+        awaited = call is not None and call.awarded is not None and env.conversation == call.conv \
+            and call.awarded.line == c.line
+        again = rec.status == "confirmed" and rec.placed is not None and rec.placed.line == c.line
         if not awaited and not again:
             return self._revoke_stale(c, env)
-        rec["status"] = "confirmed"
-        rec["placed"] = {"plant": c.plant, "line": c.line, "completion": c.completion,
-                         "operations": [o.model_dump() for o in c.operations]}
+        rec.status = "confirmed"
+        rec.placed = Placement(plant=c.plant, line=c.line, completion=c.completion,
+                               operations=[PlacedOp.of(o) for o in c.operations])
         if awaited:
-            self.calls.pop(c.order_id, None)
+            self.st.calls.pop(c.order_id, None)
         return self._pump(now)
 
     def tick(self, now: float) -> list[Envelope]:
         out: list[Envelope] = []
-        if self.intake_until is not None and now >= self.intake_until:
-            self.intake_until = None
+        if self.st.intake_until is not None and now >= self.st.intake_until:
+            self.st.intake_until = None
             out += self._pump(now)
-        for oid, call in list(self.calls.items()):
-            if call.get("awarded"):
-                if call["deadline"] is not None and now > call["deadline"] and call["for"] is None:
+        for oid, call in list(self.st.calls.items()):
+            if call.awarded is not None:
+                if call.deadline is not None and now > call.deadline and call.for_plant is None:
                     out += self._rerun(oid, now, "no confirmation before the deadline")
                 continue
-            esc = call["escalation"]
+            esc = call.escalation
             if esc is not None:
-                if now > esc["deadline"]:
-                    if not esc["offers"] and call["best"] is None and self._wait_longer(call, esc, now, 2):
+                if now > esc.deadline:
+                    if not esc.offers and call.best is None and self._wait_longer(call, esc, now, 2):
                         continue
                     out += self._award_best(oid, now)
-            elif call["deadline"] is not None and now > call["deadline"] and call["best"] is None:
-                if not call["bids"] and not call["refused"] and self._wait_longer(call, call, now, 1):
+            elif call.deadline is not None and now > call.deadline and call.best is None:
+                if not call.bids and not call.refused and self._wait_longer(call, call, now, 1):
                     continue
-                for line in call["expected"]:
-                    call["refused"].setdefault(line, "no answer before the deadline")
+                for line in call.expected:
+                    call.refused.setdefault(line, "no answer before the deadline")
                 out += self._decide(oid, now)
         return out
 
-    def _wait_longer(self, call: dict[str, Any], timer: dict[str, Any], now: float, factor: int) -> bool:
+    def _wait_longer(self, call: Call, timer: Call | Escalation, now: float, factor: int) -> bool:
         """Nobody answered at all: the lines (or plants) are slow, not unable. Extend the deadline (doubling,
         at most ``max_waits`` times) instead of deciding on nothing: deciding would escalate or fail the order
         and multiply the load that made everyone slow."""
-        waits = call.get("waits", 0)
-        if waits >= self.max_waits:
+        if call.waits >= self.max_waits:
             return False
-        call["waits"] = waits + 1
-        timer["deadline"] = now + factor * self.timeout * 2 ** call["waits"]
+        call.waits += 1
+        timer.deadline = now + factor * self.timeout * 2 ** call.waits
         return True
 
     # ----------------------------------------------------------------- status
     def done(self) -> bool:
-        own_calls = any(c["for"] is None for c in self.calls.values())
-        return self.intake_until is None and not self.queue and not self.moves and not own_calls
+        st = self.st
+        own_calls = any(c.for_plant is None for c in st.calls.values())
+        return st.intake_until is None and not st.queue and not st.moves and not own_calls

@@ -13,20 +13,21 @@ comes late, with the new date.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
 
-from pydantic import BaseModel
-
-from paichan.agents.base import Agent
+from paichan.agents.base import Agent, handles
 from paichan.agents.messages import AtpConfirm, AtpPromise, AtpRelease, AtpRequest, AtpReserve, SupplierDelay
 from paichan.agents.scenario import SupplierSpec, supplier_receipts
+from paichan.agents.state import HOLD, MaterialBook, Reservation, SupplierState
 from paichan.bus.envelope import Envelope
 
+__all__ = ["HOLD", "SupplierAgent", "available_date"]
 
-def available_date(supply: list[list[float]], reservations: list[list[float]], q: float,
+
+def available_date(supply: Sequence[tuple[float, float]], reservations: Sequence[tuple[float, float]], q: float,
                    horizon: int) -> int | None:
     """Earliest date from which ``q`` more can be taken without any later shortfall (None: not before
-    the horizon, beyond which the supplier knows no supply)."""
+    the horizon, beyond which the supplier knows no supply). Both lists hold (time, quantity) pairs."""
     events = sorted([(t, v) for t, v in supply] + [(t, -v) for t, v in reservations])
     if not events:
         return None
@@ -49,33 +50,32 @@ def available_date(supply: list[list[float]], reservations: list[list[float]], q
     return None
 
 
-HOLD = "(hold)"  # the "line" of a hold: promised to an order's bidders, not yet awarded
-
-
 class SupplierAgent(Agent):
     kind = "supplier"
+    state_model = SupplierState
+    st: SupplierState
 
     def __init__(self, spec: SupplierSpec, horizon: int) -> None:
         super().__init__(spec.id)
         self.horizon = horizon
-        # material -> {"supply": [[t, q]], "reserved": {order: [qty, date, line]}}
-        self.materials: dict[str, dict[str, Any]] = {
-            m.id: {"supply": [[0, m.stock], *[[t, q] for t, q in supplier_receipts(m, horizon)]], "reserved": {}}
-            for m in spec.materials
-        }
-        self.late_promises = 0
+        self.st = SupplierState(materials={
+            m.id: MaterialBook(supply=[(0, m.stock), *supplier_receipts(m, horizon)]) for m in spec.materials})
 
-    def snapshot(self) -> dict[str, Any]:
-        return {"materials": self.materials, "late_promises": self.late_promises}
+    @property
+    def materials(self) -> dict[str, MaterialBook]:
+        """Per material: supply over time, holds and reservations."""
+        return self.st.materials
 
-    def load(self, state: dict[str, Any]) -> None:
-        self.materials = state["materials"]
-        self.late_promises = state["late_promises"]
+    def _book(self, material: str) -> MaterialBook:
+        """The material's book; a material this supplier does not supply is a handler error (dead letter)."""
+        book = self.st.materials.get(material)
+        if book is None:
+            raise ValueError(f"supplier {self.id} does not supply '{material}'")
+        return book
 
-    def _date(self, material: str, q: float, exclude: str | None = None) -> int | None:
-        m = self.materials[material]
-        res = [[d, qty] for o, (qty, d, _) in m["reserved"].items() if o != exclude]
-        return available_date(m["supply"], res, q, self.horizon)
+    def _date(self, book: MaterialBook, q: float, exclude: str | None = None) -> int | None:
+        res = [(r.date, r.quantity) for o, r in book.reserved.items() if o != exclude]
+        return available_date(book.supply, res, q, self.horizon)
 
     def _promise(self, req: AtpRequest, env: Envelope, date: int | None) -> Envelope:
         """The answer to a request: the date, or (None) that it cannot be had within the horizon."""
@@ -89,63 +89,64 @@ class SupplierAgent(Agent):
         return self.send(AtpConfirm(order_id=order, material=material, date=self.horizon, late=True,
                                     supplier=self.id, available=False), line, conversation, reply_to)
 
-    def handle(self, env: Envelope, payload: BaseModel, now: float) -> list[Envelope]:
-        if isinstance(payload, AtpRequest | AtpReserve | AtpRelease) and payload.material not in self.materials:
-            raise ValueError(f"supplier {self.id} does not supply '{payload.material}'")
-        if isinstance(payload, AtpRequest):
-            reserved = self.materials[payload.material]["reserved"]
-            held = reserved.get(payload.order_id)
-            if held is not None and held[2] == HOLD and held[0] == payload.quantity:
-                # another bidder for an order already held: the same promise (every later hold and promise
-                # was computed with this one in place, so its date still holds). Cheap: a network asks once
-                # per capable line, and escalation multiplies that by the plants.
-                return [self._promise(payload, env, int(held[1]))]
-            d = self._date(payload.material, payload.quantity, exclude=payload.order_id)
-            if d is not None and payload.order_id not in reserved:  # hold it until the award replaces it
-                reserved[payload.order_id] = [payload.quantity, d, HOLD]
-            return [self._promise(payload, env, d)]  # d None: not within the horizon, nothing held
-        if isinstance(payload, AtpReserve):
-            reserved = self.materials[payload.material]["reserved"]
-            d = self._date(payload.material, payload.quantity, exclude=payload.order_id)
-            if d is None:
-                reserved.pop(payload.order_id, None)
-                self.late_promises += 1
-                return [self._gone(payload.order_id, payload.material, env.sender, env.conversation, env.id)]
-            date = max(d, payload.needed_by)
-            late = d > payload.needed_by
-            self.late_promises += late
-            reserved[payload.order_id] = [payload.quantity, date, env.sender]
-            return [self.send(AtpConfirm(order_id=payload.order_id, material=payload.material, date=date, late=late,
-                                         supplier=self.id), env.sender, env.conversation, env.id)]
-        if isinstance(payload, AtpRelease):
-            reserved = self.materials[payload.material]["reserved"]
-            if payload.order_id in reserved and reserved[payload.order_id][2] == HOLD:
-                del reserved[payload.order_id]
-            return []
-        if isinstance(payload, SupplierDelay):
-            return self._delay(payload, env)
-        raise ValueError(f"supplier cannot handle '{env.type}'")
+    @handles(AtpRequest)
+    def _on_request(self, env: Envelope, req: AtpRequest, now: float) -> list[Envelope]:
+        book = self._book(req.material)
+        held = book.reserved.get(req.order_id)
+        if held is not None and held.line == HOLD and held.quantity == req.quantity:
+            # another bidder for an order already held: the same promise (every later hold and promise
+            # was computed with this one in place, so its date still holds). Cheap: a network asks once
+            # per capable line, and escalation multiplies that by the plants.
+            return [self._promise(req, env, held.date)]
+        d = self._date(book, req.quantity, exclude=req.order_id)
+        if d is not None and req.order_id not in book.reserved:  # hold it until the award replaces it
+            book.reserved[req.order_id] = Reservation(quantity=req.quantity, date=d, line=HOLD)
+        return [self._promise(req, env, d)]  # d None: not within the horizon, nothing held
 
-    def _delay(self, ev: SupplierDelay, env: Envelope) -> list[Envelope]:
+    @handles(AtpReserve)
+    def _on_reserve(self, env: Envelope, req: AtpReserve, now: float) -> list[Envelope]:
+        book = self._book(req.material)
+        d = self._date(book, req.quantity, exclude=req.order_id)
+        if d is None:
+            book.reserved.pop(req.order_id, None)
+            self.st.late_promises += 1
+            return [self._gone(req.order_id, req.material, env.sender, env.conversation, env.id)]
+        date = max(d, req.needed_by)
+        late = d > req.needed_by
+        self.st.late_promises += late
+        book.reserved[req.order_id] = Reservation(quantity=req.quantity, date=date, line=env.sender)
+        return [self.send(AtpConfirm(order_id=req.order_id, material=req.material, date=date, late=late,
+                                     supplier=self.id), env.sender, env.conversation, env.id)]
+
+    @handles(AtpRelease)
+    def _on_release(self, env: Envelope, rel: AtpRelease, now: float) -> list[Envelope]:
+        reserved = self._book(rel.material).reserved
+        held = reserved.get(rel.order_id)
+        if held is not None and held.line == HOLD:
+            del reserved[rel.order_id]
+        return []
+
+    @handles(SupplierDelay)
+    def _on_delay(self, env: Envelope, ev: SupplierDelay, now: float) -> list[Envelope]:
         """Receipts come later: re-check reservations in date order, tell the lines that are now late."""
-        m = self.materials[ev.material]
-        m["supply"] = [[t + ev.delay if t > 0 else t, q] for t, q in m["supply"]]
+        book = self.st.materials[ev.material]
+        book.supply = [(t + ev.delay if t > 0 else t, q) for t, q in book.supply]
         out: list[Envelope] = []
-        kept: dict[str, list[Any]] = {}
-        for order, (qty, date, line) in sorted(m["reserved"].items(), key=lambda kv: kv[1][1]):
-            d = available_date(m["supply"], [[dd, qq] for qq, dd, _ in kept.values()], qty, self.horizon)
+        kept: dict[str, Reservation] = {}
+        for order, r in sorted(book.reserved.items(), key=lambda kv: kv[1].date):
+            d = available_date(book.supply, [(k.date, k.quantity) for k in kept.values()], r.quantity, self.horizon)
             if d is None:  # gone beyond the horizon: drop it; a line that had it withdraws the order
-                if line != HOLD:
-                    self.late_promises += 1
-                    out.append(self._gone(order, ev.material, line, f"delay:{order}", env.id))
-            elif d > date and line == HOLD:  # not awarded yet: the winner will reserve (and learn the date) then
-                kept[order] = [qty, d, line]
-            elif d > date:
-                kept[order] = [qty, d, line]
-                self.late_promises += 1
+                if r.line != HOLD:
+                    self.st.late_promises += 1
+                    out.append(self._gone(order, ev.material, r.line, f"delay:{order}", env.id))
+            elif d > r.date and r.line == HOLD:  # not awarded yet: the winner will reserve (and learn the date) then
+                kept[order] = Reservation(quantity=r.quantity, date=d, line=r.line)
+            elif d > r.date:
+                kept[order] = Reservation(quantity=r.quantity, date=d, line=r.line)
+                self.st.late_promises += 1
                 out.append(self.send(AtpConfirm(order_id=order, material=ev.material, date=d, late=True,
-                                                supplier=self.id), line, f"delay:{order}", env.id))
+                                                supplier=self.id), r.line, f"delay:{order}", env.id))
             else:
-                kept[order] = [qty, date, line]
-        m["reserved"] = kept
+                kept[order] = r
+        book.reserved = kept
         return out

@@ -34,6 +34,11 @@ from paichan.bus.envelope import Envelope, InvalidMessage, decode
 FIELD = "envelope"
 
 
+def _json(state: dict | str) -> str:
+    """An agent state as stored: JSON text as given, data serialised."""
+    return state if isinstance(state, str) else json.dumps(state)
+
+
 @dataclass
 class Delivery:
     """One stream entry handed to an agent (decoded, or with the reason it is not)."""
@@ -176,12 +181,14 @@ class Consumer:
     def is_duplicate(self, d: Delivery) -> bool:
         return d.envelope is not None and bool(self.bus.r.sismember(self.bus.processed_key(self.agent), d.envelope.id))
 
-    def commit(self, d: Delivery | list[Delivery], state: dict | None, outgoing: Iterable[Envelope] = ()) -> None:
-        """Atomically: store state, send replies, mark processed, acknowledge (one delivery or a batch)."""
+    def commit(self, d: Delivery | list[Delivery], state: dict | str | None, outgoing: Iterable[Envelope] = ()) -> None:
+        """Atomically: store state, send replies, mark processed, acknowledge (one delivery or a batch).
+
+        ``state`` is JSON-ready data, or already JSON text (an agent's state model serialises itself faster)."""
         batch = d if isinstance(d, list) else [d]
         pipe = self.bus.r.pipeline(transaction=True)
         if state is not None:
-            pipe.set(self.bus.state_key(self.agent), json.dumps(state))
+            pipe.set(self.bus.state_key(self.agent), _json(state))
         self.bus._queue(pipe, outgoing)
         ids = [x.envelope.id for x in batch if x.envelope is not None]
         if ids:
@@ -190,11 +197,11 @@ class Consumer:
             pipe.xack(x.stream, self.group, x.entry_id)
         pipe.execute()
 
-    def publish(self, state: dict | None, outgoing: Iterable[Envelope]) -> None:
-        """Atomically store state and send messages not caused by a delivery (clock ticks)."""
+    def publish(self, state: dict | str | None, outgoing: Iterable[Envelope]) -> None:
+        """Atomically store state (data or JSON text) and send messages not caused by a delivery (clock ticks)."""
         pipe = self.bus.r.pipeline(transaction=True)
         if state is not None:
-            pipe.set(self.bus.state_key(self.agent), json.dumps(state))
+            pipe.set(self.bus.state_key(self.agent), _json(state))
         self.bus._queue(pipe, outgoing)
         pipe.execute()
 
