@@ -23,7 +23,7 @@ import ray
 from paichan.agents.base import Agent
 from paichan.agents.line import LineAgent
 from paichan.agents.plant import PlantAgent
-from paichan.agents.scenario import Scenario
+from paichan.agents.scenario import LineSpec, PlantSpec, Scenario, SupplierSpec
 from paichan.agents.supplier import SupplierAgent
 from paichan.bus.envelope import Envelope
 from paichan.bus.streams import Bus, Consumer, Delivery
@@ -35,18 +35,27 @@ def agent_factories(sc: Scenario) -> dict[str, Callable[[], Agent]]:
     suppliers = sc.material_supplier()
     plants = [p.id for p in sc.plants]
     out: dict[str, Callable[[], Agent]] = {}
-    for p in sc.plants:
+    neg = sc.negotiation
+
+    def plant(p: PlantSpec) -> Callable[[], Agent]:
         lines = {f"{p.id}/{ln.id}": {m.type for m in ln.machines} for ln in p.lines}
-        out[p.id] = lambda p=p, lines=lines: PlantAgent(
-            p.id, lines, [q for q in plants if q != p.id], wave=sc.negotiation.wave,
-            respond_timeout_s=sc.negotiation.respond_timeout_s, escalate=sc.negotiation.escalate,
-            intake_s=sc.negotiation.intake_s, suppliers=suppliers)
+        return lambda: PlantAgent(p.id, lines, [q for q in plants if q != p.id], wave=neg.wave,
+                                  respond_timeout_s=neg.respond_timeout_s, escalate=neg.escalate,
+                                  intake_s=neg.intake_s, suppliers=suppliers)
+
+    def line(p: PlantSpec, ln: LineSpec) -> Callable[[], Agent]:
+        return lambda: LineAgent(p.id, ln, sc.line_calendar(ln), suppliers, horizon, neg.replan_time_limit,
+                                 bid_ttl_s=6 * neg.respond_timeout_s, bid_time_limit=neg.bid_time_limit)
+
+    def supplier(s: SupplierSpec) -> Callable[[], Agent]:
+        return lambda: SupplierAgent(s, horizon)
+
+    for p in sc.plants:
+        out[p.id] = plant(p)
         for ln in p.lines:
-            out[f"{p.id}/{ln.id}"] = lambda p=p, ln=ln: LineAgent(
-                p.id, ln, sc.line_calendar(ln), suppliers, horizon, sc.negotiation.replan_time_limit,
-                bid_ttl_s=6 * sc.negotiation.respond_timeout_s, bid_time_limit=sc.negotiation.bid_time_limit)
+            out[f"{p.id}/{ln.id}"] = line(p, ln)
     for s in sc.suppliers:
-        out[s.id] = lambda s=s: SupplierAgent(s, horizon)
+        out[s.id] = supplier(s)
     return out
 
 

@@ -104,7 +104,7 @@ class Network:
 
     # ------------------------------------------------------------------ state
     def plant_states(self) -> dict[str, dict[str, Any]]:
-        empty = {"agent": {"orders": {}, "events": []}}
+        empty: dict[str, Any] = {"agent": {"orders": {}, "events": []}}
         return {p.id: (self.bus.load_state(p.id) or empty)["agent"] for p in self.sc.plants}
 
     def line_states(self) -> dict[str, dict[str, Any]]:
@@ -373,15 +373,15 @@ def run_centralised(sc: Scenario, time_limit: float, progress: Progress = _stder
     problem = global_problem(sc, scenario_delays(sc))
     progress(f"centralised: {len(problem.orders)} orders, {sum(len(o.operations) for o in problem.orders)} operations, "
              f"{len(problem.resources)} machines; solving for {time_limit:g} s")
-    result = solve(problem, SolveParams(time_limit=time_limit, workers=2, reference=reference),
+    solved = solve(problem, SolveParams(time_limit=time_limit, workers=2, reference=reference),
                    on_solution=lambda ev: progress(f"[{ev.time:6.1f}s] objective {ev.objective:g} ({ev.source})"))
     wall = time.monotonic() - t0
-    schedule = result.schedule or Schedule(problem=sc.name)
-    extra = {"mode": "centralised", "wall_time_s": round(wall, 2), "status": result.status.value,
-             "objective": result.objective, "best_bound": result.best_bound, "messages": 0,
-             "method": result.stats.get("method"), "warnings": result.warnings,
-             "model_variables": result.stats.get("model_variables"),
-             "model_constraints": result.stats.get("model_constraints")}
+    schedule = solved.schedule or Schedule(problem=sc.name)
+    extra = {"mode": "centralised", "wall_time_s": round(wall, 2), "status": solved.status.value,
+             "objective": solved.objective, "best_bound": solved.best_bound, "messages": 0,
+             "method": solved.stats.get("method"), "warnings": solved.warnings,
+             "model_variables": solved.stats.get("model_variables"),
+             "model_constraints": solved.stats.get("model_constraints")}
     result = checked_result(sc, problem, schedule, extra)
     progress(f"done in {wall:.1f} s: {_kpi_line(result.kpis)}")
     return result

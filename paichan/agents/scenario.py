@@ -179,10 +179,10 @@ class Scenario(_S):
         for i, d in enumerate(self.disruptions):
             if d.type == "machine_down":
                 lines = plants[d.plant].lines if d.plant in plants else []
-                line = next((ln for ln in lines if ln.id == d.line), None)
-                if line is None:
+                found = next((ln for ln in lines if ln.id == d.line), None)
+                if found is None:
                     errors.append(f"disruptions[{i}]: unknown plant/line '{d.plant}/{d.line}'")
-                elif not any(m.id == d.machine for m in line.machines):
+                elif not any(m.id == d.machine for m in found.machines):
                     errors.append(f"disruptions[{i}].machine: unknown machine '{d.machine}' on {d.plant}/{d.line}")
             elif not any(s.id == d.supplier and any(m.id == d.material for m in s.materials) for s in self.suppliers):
                 errors.append(f"disruptions[{i}]: supplier '{d.supplier}' has no material '{d.material}'")
@@ -267,10 +267,10 @@ def global_problem(sc: Scenario, delays: dict[str, int] | None = None) -> Proble
     delays = delays or {}
     materials = []
     for s in sc.suppliers:
-        for m in s.materials:
-            shift = delays.get(m.id, 0)
-            materials.append(Material(id=m.id, stock=m.stock, receipts=[
-                Receipt(time=t + shift, quantity=q) for t, q in supplier_receipts(m, horizon)]))
+        for sm in s.materials:
+            shift = delays.get(sm.id, 0)
+            materials.append(Material(id=sm.id, stock=sm.stock, receipts=[
+                Receipt(time=t + shift, quantity=q) for t, q in supplier_receipts(sm, horizon)]))
     orders = []
     modes_of: dict[tuple[str, int, int], list[Mode]] = {}
     for spec in sc.order_specs():
