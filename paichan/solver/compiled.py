@@ -12,6 +12,8 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from functools import lru_cache
 
+import networkx as nx
+
 from paichan.domain import Calendar, OperationStatus, Problem, ResourceKind, merge_windows
 from paichan.solver.timing import fit_start, place, span_end
 
@@ -172,7 +174,7 @@ def compile_problem(problem: Problem, horizon: int | None = None) -> CProblem:
     topo = _topological(ops)
     expanded: dict[str, list[tuple[int, int]]] = {}
     if horizon is None:
-        horizon, expanded = _horizon(problem, ops)
+        horizon, expanded = _horizon(problem, ops, topo)
     machines: list[CMachine] = []
     pools: list[CPool] = []
     calendar_ids: dict[tuple[tuple[int, int], ...], int] = {}
@@ -214,19 +216,14 @@ def compile_problem(problem: Problem, horizon: int | None = None) -> CProblem:
 
 
 def _topological(ops: list[COp]) -> list[int]:
-    indeg = [len(c.preds) for c in ops]
-    stack = [c.idx for c in reversed(ops) if indeg[c.idx] == 0]
-    out: list[int] = []
-    while stack:
-        i = stack.pop()
-        out.append(i)
-        for s in reversed(ops[i].succs):
-            indeg[s] -= 1
-            if indeg[s] == 0:
-                stack.append(s)
-    if len(out) != len(ops):
-        raise ValueError("precedence graph has a cycle (validate the problem first)")
-    return out
+    """A topological order of the operations (networkx: the project's one topological sort)."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(range(len(ops)))
+    graph.add_edges_from((p, c.idx) for c in ops for p, _, _ in c.preds)
+    try:
+        return list(nx.topological_sort(graph))
+    except nx.NetworkXUnfeasible as e:
+        raise ValueError("precedence graph has a cycle (validate the problem first)") from e
 
 
 def _expand(calendar: Calendar, horizon: int) -> list[tuple[int, int]]:
@@ -270,7 +267,7 @@ def _clip(windows: list[tuple[int, int]], horizon: int) -> list[tuple[int, int]]
     return [(a, min(b, horizon)) for a, b in windows if a < horizon]
 
 
-def _horizon(problem: Problem, ops: list[COp]) -> tuple[int, dict[str, list[tuple[int, int]]]]:
+def _horizon(problem: Problem, ops: list[COp], topo: list[int]) -> tuple[int, dict[str, list[tuple[int, int]]]]:
     """An end time by which a feasible schedule surely exists (max lags aside).
 
     A serial schedule is simulated: every planned operation, in topological
@@ -290,7 +287,7 @@ def _horizon(problem: Problem, ops: list[COp]) -> tuple[int, dict[str, list[tupl
     calendars = {r.id: r.calendar for r in problem.resources}
     machine_ids = [r.id for r in problem.resources if r.kind == ResourceKind.MACHINE]
     pool_ids = [r.id for r in problem.resources if r.kind != ResourceKind.MACHINE]
-    order = _topological(ops)
+    order = topo
     limit = base + sum(max((m.duration for m in c.modes), default=0) + max_setup for c in planned) + 1
     limit += sum(max([0] + [lo for _, lo, _ in c.preds]) for c in planned)
     while True:
