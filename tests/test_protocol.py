@@ -37,7 +37,7 @@ from paichan.agents.messages import (
 )
 from paichan.agents.plant import PlantAgent
 from paichan.agents.scenario import LineSpec, SupplierSpec
-from paichan.agents.state import LineOrder, PlacedOp
+from paichan.agents.state import HOLD, LineOrder, PlacedOp, Reservation
 from paichan.agents.supplier import SupplierAgent
 from paichan.bus.envelope import Envelope, make
 from paichan.checker import check
@@ -82,10 +82,10 @@ def _escalated_plant() -> tuple[PlantAgent, str]:
     spec = order("O1", due=100)
     plant.handle(env(NewOrder(order=spec), "erp", "P1", "order:O1"), NewOrder(order=spec), now=0.0)
     plant.tick(0.0)
-    conv = plant.calls["O1"]["conv"]
+    conv = plant.calls["O1"].conv
     late = bid("O1", "P1/L1", "P1", completion=400, due=100)
     out = plant.handle(env(late, "P1/L1", "P1", conv), late, now=1.0)
-    assert {e.recipient for e in out} == {"P2", "P3"} and plant.orders["O1"]["status"] == "escalating"
+    assert {e.recipient for e in out} == {"P2", "P3"} and plant.orders["O1"].status == "escalating"
     return plant, conv
 
 
@@ -108,7 +108,7 @@ def test_bid_after_the_call_deadline_is_released() -> None:
     spec = order("O1", due=1000)
     plant.handle(env(NewOrder(order=spec), "erp", "P1", "order:O1"), NewOrder(order=spec), now=0.0)
     plant.tick(0.0)
-    conv = plant.calls["O1"]["conv"]
+    conv = plant.calls["O1"].conv
     b1 = bid("O1", "P1/L1", "P1", completion=500, due=1000)
     plant.handle(env(b1, "P1/L1", "P1", conv), b1, now=1.0)
     out = plant.tick(10.0)  # L2 silent past the deadline: award L1
@@ -116,7 +116,7 @@ def test_bid_after_the_call_deadline_is_released() -> None:
     b2 = bid("O1", "P1/L2", "P1", completion=400, due=1000)
     out = plant.handle(env(b2, "P1/L2", "P1", conv), b2, now=11.0)
     assert [(e.type, e.recipient) for e in out] == [(_type(Reject), "P1/L2")]
-    assert plant.calls["O1"]["awarded"]["line"] == "P1/L1"
+    assert plant.calls["O1"].awarded.line == "P1/L1"
 
 
 def assert_plan_feasible(line: LineAgent) -> None:
@@ -136,7 +136,7 @@ def test_line_keeps_its_bid_when_a_reject_is_for_another_round() -> None:
     line = _line()
     cfp = CallForProposals(order=order("O1", due=1000), round=1, origin_plant="P1")
     out = line.handle(env(cfp, "P1", "P1/L1", "O1:1"), cfp, now=0.0)
-    assert [e.type for e in out] == [_type(Bid)] and line.orders["O1"]["status"] == "tentative"
+    assert [e.type for e in out] == [_type(Bid)] and line.orders["O1"].status == "tentative"
     line.handle(env(Reject(order_id="O1", round=0), "P1", "P1/L1", "O1:0"), Reject(order_id="O1", round=0), now=1.0)
     assert "O1" in line.orders  # a reject of round 0 does not cancel the bid of round 1
     line.handle(env(Reject(order_id="O1", round=1), "P1", "P1/L1", "O1:1"), Reject(order_id="O1", round=1), now=2.0)
@@ -170,7 +170,7 @@ def test_late_gap_insertion_becomes_a_cpsat_bid_that_displaces_committed_work() 
     cfp = CallForProposals(order=big, round=0, origin_plant="P1")
     line.handle(env(cfp, "P1", "P1/L1", "A:0"), cfp, now=0.0)
     line.handle(env(Award(order_id="A", line="P1/L1"), "P1", "P1/L1", "A:0"), Award(order_id="A", line="P1/L1"), 0.0)
-    assert line.orders["A"]["ops"][0]["start"] == 0 and line.orders["A"]["status"] == "committed"
+    assert line.orders["A"].ops[0].start == 0 and line.orders["A"].status == "committed"
     urgent = OrderSpec(id="B", product="box", quantity=10, release=0, due=100, priority=5, plant="P1", steps=STEPS)
     cfp = CallForProposals(order=urgent, round=0, origin_plant="P1")
     b = line.handle(env(cfp, "P1", "P1/L1", "B:0"), cfp, now=1.0)[0].payload
@@ -180,7 +180,7 @@ def test_late_gap_insertion_becomes_a_cpsat_bid_that_displaces_committed_work() 
                       2.0)
     assert [e.type for e in out] == ["confirm", "update"] and out[1].payload["order_id"] == "A"
     assert_plan_feasible(line)  # no overlap on the cutter, durations and calendar right
-    assert line.orders["A"]["ops"][0]["end"] <= 10_000
+    assert line.orders["A"].ops[0].end <= 10_000
 
 
 def test_supplier_holds_a_promise_so_two_open_calls_do_not_share_material() -> None:
@@ -197,11 +197,12 @@ def test_supplier_holds_a_promise_so_two_open_calls_do_not_share_material() -> N
     reserve = AtpReserve(order_id="O1", material="sheet", quantity=8, needed_by=120)
     confirm = sup.handle(env(reserve, "P1/L2", "S1", "O1:0"), reserve, now=1.0)[0].payload
     assert confirm["date"] == 120 and not confirm["late"]
-    assert sup.materials["sheet"]["reserved"]["O1"] == [8, 120, "P1/L2"]  # the hold became the reservation
+    # the hold became the reservation
+    assert sup.materials["sheet"].reserved["O1"] == Reservation(quantity=8, date=120, line="P1/L2")
     delay = SupplierDelay(material="sheet", delay=300)
     notices = sup.handle(env(delay, "erp", "S1", "d"), delay, now=2.0)
     assert [n.recipient for n in notices] == []  # O2 is only held: nobody to tell until its award
-    assert sup.materials["sheet"]["reserved"]["O2"][1] == 800
+    assert sup.materials["sheet"].reserved["O2"].date == 800
 
 
 def _sheet_supplier(stock: float = 10, receipt: float = 10) -> SupplierAgent:
@@ -218,7 +219,7 @@ def test_material_beyond_the_horizon_is_refused_and_the_failed_order_releases_it
     req2 = AtpRequest(order_id="O2", material="sheet", quantity=15, needed_by=0)
     promise = sup.handle(env(req2, "P1/L1", "S1", "O2:0"), req2, now=0.0)[0]
     assert not promise.payload["available"]  # O1 holds 15 of the 20 there will ever be (within the horizon)
-    assert "O2" not in sup.materials["sheet"]["reserved"]  # nothing is held for it
+    assert "O2" not in sup.materials["sheet"].reserved  # nothing is held for it
 
     steps = [Step(name="cut", machine_type="cut", minutes_per_unit=3, material="sheet", material_per_unit=3)]
     line = LineAgent("P1", LineSpec(id="L1", machines=[{"id": "C", "type": "cut"}]), Calendar(),
@@ -236,13 +237,13 @@ def test_material_beyond_the_horizon_is_refused_and_the_failed_order_releases_it
     plant.handle(env(NewOrder(order=spec), "erp", "P1", "order:O2"), NewOrder(order=spec), now=0.0)
     plant.tick(0.0)
     refuse = Refuse.model_validate(answer[0].payload)
-    out = plant.handle(env(refuse, "P1/L1", "P1", plant.calls["O2"]["conv"]), refuse, now=1.0)
-    assert plant.orders["O2"]["status"] == "failed"
+    out = plant.handle(env(refuse, "P1/L1", "P1", plant.calls["O2"].conv), refuse, now=1.0)
+    assert plant.orders["O2"].status == "failed"
     assert [(e.type, e.recipient, e.payload["material"]) for e in out] == [(_type(AtpRelease), "S1", "sheet")]
     # the supplier drops a hold on release (here O1's, as if O1 had failed too), never a reservation
     rel = AtpRelease(order_id="O1", material="sheet")
     sup.handle(env(rel, "P1", "S1", "O1:release"), rel, now=2.0)
-    assert "O1" not in sup.materials["sheet"]["reserved"]
+    assert "O1" not in sup.materials["sheet"].reserved
     assert sup.handle(env(req2, "P1/L1", "S1", "O2:1"), req2, now=3.0)[0].payload["available"]
 
 
@@ -253,7 +254,7 @@ def test_a_supply_delay_beyond_the_horizon_makes_the_line_withdraw_and_the_plant
     delay = SupplierDelay(material="sheet", delay=20_000)  # the receipt moves past the horizon
     notice = sup.handle(env(delay, "erp", "S1", "d"), delay, now=1.0)
     assert [(n.recipient, n.payload["available"]) for n in notice] == [("P1/L1", False)]
-    assert "O1" not in sup.materials["sheet"]["reserved"]
+    assert "O1" not in sup.materials["sheet"].reserved
 
     line = _line()
     spec = order("O1", due=1000)
@@ -270,10 +271,10 @@ def test_a_supply_delay_beyond_the_horizon_makes_the_line_withdraw_and_the_plant
     b = bid("O1", "P1/L1", "P1", completion=15, due=1000)
     plant.handle(env(b, "P1/L1", "P1", "O1:0"), b, now=0.2)
     plant.handle(confirm, Confirm.model_validate(confirm.payload), now=0.6)
-    assert plant.orders["O1"]["status"] == "confirmed"
+    assert plant.orders["O1"].status == "confirmed"
     again = plant.handle(out[0], Withdraw.model_validate(out[0].payload), now=1.1)
     assert [(e.type, e.conversation) for e in again] == [(_type(CallForProposals), "O1:1")]
-    assert plant.orders["O1"]["placed"] is None
+    assert plant.orders["O1"].placed is None
 
 
 def test_a_confirmation_the_plant_gave_up_on_is_revoked_and_the_rerun_reuses_the_booking() -> None:
@@ -288,19 +289,19 @@ def test_a_confirmation_the_plant_gave_up_on_is_revoked_and_the_rerun_reuses_the
     assert cfp1.conversation == "O1:1"
     confirm0 = line.handle(award, Award.model_validate(award.payload), now=31.0)[0]  # the old award, now booked
     (b1,) = line.handle(cfp1, CallForProposals.model_validate(cfp1.payload), now=31.1)
-    assert b1.conversation == "O1:1" and line.orders["O1"]["status"] == "tentative"  # offered again, same plan
+    assert b1.conversation == "O1:1" and line.orders["O1"].status == "tentative"  # offered again, same plan
     assert b1.payload["completion"] == confirm0.payload["completion"]
     (revoke,) = plant.handle(confirm0, Confirm.model_validate(confirm0.payload), now=31.2)
     assert revoke.type == _type(Revoke) and revoke.payload["conversation"] == "O1:0"
-    assert plant.orders["O1"]["status"] == "calling"  # the stale confirmation changes nothing at the plant
+    assert plant.orders["O1"].status == "calling"  # the stale confirmation changes nothing at the plant
     line.handle(revoke, Revoke.model_validate(revoke.payload), now=31.3)
     assert "O1" in line.orders  # the round-0 revoke does not touch the round-1 bid
     (award1,) = plant.handle(b1, Bid.model_validate(b1.payload), now=31.4)
     (confirm1,) = [e for e in line.handle(award1, Award.model_validate(award1.payload), now=31.5)
                    if e.type == _type(Confirm)]
     plant.handle(confirm1, Confirm.model_validate(confirm1.payload), now=31.6)
-    assert plant.orders["O1"]["status"] == "confirmed" and plant.orders["O1"]["placed"]["line"] == "P1/L1"
-    assert [o.model_dump() for o in Confirm.model_validate(confirm1.payload).operations] == line.orders["O1"]["ops"]
+    assert plant.orders["O1"].status == "confirmed" and plant.orders["O1"].placed.line == "P1/L1"
+    assert Confirm.model_validate(confirm1.payload).operations == [op.planned() for op in line.orders["O1"].ops]
     assert confirm1.payload["operations"] == confirm0.payload["operations"]  # the booking made in round 0
 
 
@@ -310,7 +311,7 @@ def test_an_award_whose_bid_went_stale_is_placed_again_never_over_committed_work
         cfp = CallForProposals(order=order(oid, due=1000), round=0, origin_plant="P1")
         line.handle(env(cfp, "P1", "P1/L1", f"{oid}:0"), cfp, now=0.0)
     line.handle(env(Award(order_id="A", line="P1/L1"), "P1", "P1/L1", "A:0"), Award(order_id="A", line="P1/L1"), 0.1)
-    assert line.orders["A"]["ops"][0]["start"] == 0 and line.orders["B"]["ops"][0]["start"] == 15
+    assert line.orders["A"].ops[0].start == 0 and line.orders["B"].ops[0].start == 15
     # whatever made it happen, committed A now sits where B's open bid is
     line.orders["A"].ops = [PlacedOp(operation=0, machine="P1/L1/C", start=10, end=25)]
     out = line.handle(env(Award(order_id="B", line="P1/L1"), "P1", "P1/L1", "B:0"),
@@ -318,7 +319,7 @@ def test_an_award_whose_bid_went_stale_is_placed_again_never_over_committed_work
     (confirm,) = [e for e in out if e.type == _type(Confirm)]
     assert confirm.payload["operations"][0]["start"] >= 25 and line.clashes() == set() and line.stale_awards == 1
     assert_plan_feasible(line)
-    assert confirm.payload["operations"] == line.orders["B"]["ops"]  # the plant learns the real place
+    assert Confirm.model_validate(confirm.payload).operations == [op.planned() for op in line.orders["B"].ops]
 
 
 def test_a_bid_avoids_both_places_of_work_an_open_bid_would_move() -> None:
@@ -349,7 +350,7 @@ def test_a_call_nobody_answers_waits_longer_instead_of_escalating_on_nothing() -
     plant = PlantAgent("P1", {"P1/L1": {"cut"}}, ["P2"], wave=5, respond_timeout_s=5, intake_s=0)
     spec = order("O1", due=1000)
     (cfp,) = plant.handle(env(NewOrder(order=spec), "erp", "P1", "order:O1"), NewOrder(order=spec), now=0.0)
-    assert plant.tick(6.0) == [] and plant.calls["O1"]["deadline"] == 16.0  # the line is slow, not unable
+    assert plant.tick(6.0) == [] and plant.calls["O1"].deadline == 16.0  # the line is slow, not unable
     b = bid("O1", "P1/L1", "P1", completion=500, due=1000)
     out = plant.handle(env(b, "P1/L1", "P1", cfp.conversation), b, now=8.0)  # after the first deadline: taken
     assert [(e.type, e.recipient) for e in out] == [(_type(Award), "P1/L1")]
@@ -361,7 +362,7 @@ def test_a_call_nobody_answers_waits_longer_instead_of_escalating_on_nothing() -
     while not outs and t < 500:
         t += 1.0
         outs = plant.tick(t)
-    assert plant.calls["O2"]["waits"] == 3 and {e.type for e in outs} == {"escalate"} and 20 + 5 + 10 + 20 + 40 < t
+    assert plant.calls["O2"].waits == 3 and {e.type for e in outs} == {"escalate"} and 20 + 5 + 10 + 20 + 40 < t
 
 
 def test_every_bidder_of_a_held_order_gets_the_held_date_even_after_later_holds() -> None:
@@ -374,4 +375,4 @@ def test_every_bidder_of_a_held_order_gets_the_held_date_even_after_later_holds(
     assert ask("O1", "P1/L1")["date"] == 0
     assert ask("O2", "P1/L1")["date"] == 500  # O1 holds 8 of the 10 in stock
     assert ask("O1", "P2/L3")["date"] == 0 and not ask("O1", "P2/L3")["late"]  # an escalated bidder of O1
-    assert sup.materials["sheet"]["reserved"]["O1"] == [8, 0, "(hold)"]
+    assert sup.materials["sheet"].reserved["O1"] == Reservation(quantity=8, date=0, line=HOLD)

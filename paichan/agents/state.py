@@ -16,7 +16,7 @@ the same way. Agent code uses attributes.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,23 +26,9 @@ HOLD = "(hold)"  # the "line" of a supplier hold: promised to an order's bidders
 
 
 class StateModel(BaseModel):
-    """Base of every state model: strict fields, dict-style read access, equality with the JSON form."""
+    """Base of every state model: strict fields, names as in the committed JSON."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    def __getitem__(self, key: str) -> Any:
-        """The field named ``key`` (its JSON name or its Python name)."""
-        for name, info in type(self).model_fields.items():
-            if key in (name, info.serialization_alias):
-                return getattr(self, name)
-        raise KeyError(key)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, dict):
-            return self.model_dump(by_alias=True) == other
-        return super().__eq__(other)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable: like BaseModel, not hashable
 
 
 # ------------------------------------------------------------------- shared
@@ -258,19 +244,6 @@ class Reservation(StateModel):
     quantity: float
     date: int
     line: str
-
-    def __getitem__(self, key: str | int) -> Any:  # type: ignore[override]
-        """By field name, or by position (quantity, date, line) as the JSON of earlier versions had it."""
-        if isinstance(key, int):
-            return (self.quantity, self.date, self.line)[key]
-        return super().__getitem__(key)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, list | tuple):
-            return [self.quantity, self.date, self.line] == list(other)
-        return super().__eq__(other)
-
-    __hash__ = None  # type: ignore[assignment]
 
 
 class MaterialBook(StateModel):
