@@ -55,6 +55,7 @@ class Features:
 
     calendars: bool = True  # shift patterns with a period of 100
     downtimes: bool = True  # maintenance / breakdown windows on machines (and the pool)
+    long_windows: bool = True  # sometimes a downtime of 100-300 units or a late receipt
     span: bool = True  # operations that may pause over breaks
     multi_mode: bool = True  # 1-3 eligible machines per operation
     zero_durations: bool = True
@@ -108,7 +109,8 @@ def calendars(draw: st.DrawFn, f: Features, machine: bool = True) -> Calendar:
         for _ in range(draw(st.integers(0, 2))):
             start = draw(st.integers(0, 250))
             kind = draw(st.sampled_from([DowntimeKind.MAINTENANCE, DowntimeKind.BREAKDOWN]))
-            downtimes.append(Downtime(start=start, end=start + draw(st.integers(5, 40)), kind=kind))
+            length = draw(st.integers(100, 300)) if f.long_windows and draw(st.integers(0, 5)) == 0 else None
+            downtimes.append(Downtime(start=start, end=start + (length or draw(st.integers(5, 40))), kind=kind))
     return Calendar(period=PERIOD if shifts else None, shifts=shifts, downtimes=downtimes)
 
 
@@ -224,7 +226,9 @@ def problems(
         for j in range(parts):
             qty = round(rest / parts, 4) + (draw(st.sampled_from([0.0, 0.5, 1.0])) if j == parts - 1 else 0.0)
             if qty > 0:
-                receipts.append(Receipt(time=draw(st.integers(0, 200)), quantity=qty))
+                late = f.long_windows and draw(st.integers(0, 5)) == 0
+                when = draw(st.integers(300, 500) if late else st.integers(0, 200))
+                receipts.append(Receipt(time=when, quantity=qty))
         if sum(r.quantity for r in receipts) + stock < need - 1e-9:  # rounding: top up the stock
             stock = round(stock + 0.001, 4)
         materials_out.append(Material(id=f"R{mi + 1}", stock=stock, receipts=receipts))
@@ -299,6 +303,12 @@ def _fix_shop_floor(draw: st.DrawFn, problem: Problem) -> None:
             started = end > now or (k == n_fixed - 1 and draw(st.booleans()))
             if not started:  # the shop floor may report a done operation a little late
                 end = min(now, end + draw(st.integers(0, 3)))
+            if started and op.can_span_breaks and mode.duration > 1 and draw(st.integers(0, 2)) == 0:
+                # a breakdown while it runs: it pauses and resumes after the repair
+                down = Downtime(start=start + 1, end=start + 1 + draw(st.integers(1, 20)), kind=DowntimeKind.BREAKDOWN)
+                machine.calendar.downtimes.append(down)
+                windows[machine.id] = machine.calendar.unavailable(PLAN_HORIZON)
+                start, end = _span_placement(windows[machine.id], start, mode.duration)
             op.status = OperationStatus.STARTED if started else OperationStatus.DONE
             op.actual = Actual(resource=machine.id, start=start, end=None if started else end)
             cursor[machine.id] = end
