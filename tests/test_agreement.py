@@ -242,6 +242,7 @@ def test_shrunk_disagreement(path: Path) -> None:
     known = heuristic_schedules(problem)
     if data.get("schedule"):
         known.append(Schedule.model_validate(data["schedule"]))
-    solver_agreement(problem, known)
+    for _ in range(data.get("repeat", 1)):  # some disagreements are timing-dependent (parallel workers)
+        solver_agreement(problem, known)
     if data.get("schedule") or data.get("property") == "b":
         verdict_agreement(problem, known)
