@@ -25,7 +25,7 @@ from paichan.solver import evaluate
 from paichan.solver.api import SolveParams
 from paichan.solver.compiled import CProblem
 from paichan.solver.heuristic import Timetable, generate_repaired
-from paichan.solver.model import LinearExpr, ModelBuilder, add_hint, end_bounds
+from paichan.solver.model import ModelBuilder, add_hint, end_bounds, lsum
 from paichan.solver.search import Progress, read_timetable
 
 #: up to this many operations every window's result is also re-timed (left-shifted) as a whole
@@ -86,8 +86,8 @@ def improve(
         ub = _window_bounds(cp, inc, free, end_bounds(cp, objective, evaluate.scalar(objective,
                                                                                 progress.best_values or {})))
         built = ModelBuilder(cp, cp.horizon, free=free, base=inc, reference=progress.reference, ub=ub).build()
-        compact: LinearExpr = sum(built.ops[i].end for i in free)  # tie-break: pack the window tightly
-        built.model.minimize(sum(w * built.terms[t] for t, w in weights.items()) * (len(free) + 1) + compact)  # type: ignore[operator]  # ortools stubs
+        compact = lsum(built.ops[i].end for i in free)  # tie-break: pack the window tightly
+        built.model.minimize(lsum(w * (len(free) + 1) * built.terms[t] for t, w in weights.items()) + compact)  # type: ignore[operator]
         add_hint(built, cp, inc)
         solver = cp_model.CpSolver()
         solver.parameters.max_time_in_seconds = max(0.05, min(2.0, deadline - time.monotonic()))

@@ -22,6 +22,7 @@ fixed interval where it shares a resource with a free one.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -32,6 +33,25 @@ from paichan.solver.compiled import CProblem
 from paichan.solver.heuristic import Timetable
 
 LinearExpr = cp_model.LinearExprT
+
+
+def lsum(items: Iterable[LinearExpr]) -> LinearExpr:
+    """Sum of CP-SAT expressions and integers.
+
+    Python's ``sum`` chains ``__add__``/``__radd__`` of whatever ortools returned (an
+    ``IntConstant`` for ``0 * x`` in some releases, which cannot be added to a sum);
+    ``LinearExpr.sum`` takes the mixed list as it is.
+    """
+    exprs: list[LinearExpr] = []
+    const = 0
+    for x in items:
+        if isinstance(x, int):
+            const += x
+        else:
+            exprs.append(x)
+    if not exprs:
+        return const
+    return cp_model.LinearExpr.sum(exprs) + const if const else cp_model.LinearExpr.sum(exprs)
 
 
 @dataclass
@@ -341,7 +361,7 @@ class ModelBuilder:
                         used = [lits[0]]  # type: ignore[list-item]
                     else:
                         u = m.new_bool_var(f"cal{i}_{cal}")
-                        m.add(u == sum(lits))  # type: ignore[arg-type]
+                        m.add(u == lsum(lits))
                         used = [u]
                         self.built.calendar_used.append((u, i, ks))
                 crossed: list[tuple[LinearExpr, int]] = []
@@ -361,7 +381,7 @@ class ModelBuilder:
                     prev = (before, after)
                     crossed.append((1 - before - after, e - s))
                 for k in ks:
-                    ct = m.add(v.durations[k] == c.modes[k].duration + sum(x * length for x, length in crossed))
+                    ct = m.add(v.durations[k] == c.modes[k].duration + lsum(x * length for x, length in crossed))
                     if not isinstance(v.presence[k], int):
                         ct.only_enforce_if(v.presence[k])
 
@@ -405,7 +425,7 @@ class ModelBuilder:
         m.add_circuit([(a, b, lit) for a, b, lit in arcs])  # type: ignore[misc]
         self.built.arcs[mi] = recorded
         for j, ins in incoming.items():  # an operation with modes on several machines: only one arc is on
-            incoming_setup: LinearExpr = sum(lit * su for lit, su in ins if su)
+            incoming_setup: LinearExpr = lsum(lit * su for lit, su in ins if su)
             self.built.setup_vars[j] = self.built.setup_vars.get(j, 0) + incoming_setup  # type: ignore[operator]
 
     def _setup_nodes(self, members: list[tuple[int, int]]) -> tuple[list[tuple[int, int]], int | None]:
@@ -517,7 +537,7 @@ class ModelBuilder:
                         terms.append(q * (1 - late))
                 if not terms and const <= available:
                     continue
-                ct = m.add(sum(terms) + const <= available)
+                ct = m.add(lsum(terms) + const <= available)
                 if g is not None:
                     ct.only_enforce_if(g)
 
@@ -541,7 +561,7 @@ class ModelBuilder:
         tard: list[LinearExpr] = []
         for o, ids in enumerate(cp.order_ops):
             due = cp.order_due[o]
-            if due is None or not ids:
+            if due is None or not ids or cp.order_weight[o] == 0:  # weight 0: no term (0 * x is no help)
                 continue
             ends = [self._endpoint(i) for i in ids if not self._dominated(i, o)]
             if all(isinstance(e, int) for e in ends):
@@ -551,8 +571,8 @@ class ModelBuilder:
             for e in ends:
                 m.add(t >= e - due)
             tard.append(cp.order_weight[o] * t)
-        terms[ObjectiveName.WEIGHTED_TARDINESS] = sum(tard) if tard else 0
-        terms[ObjectiveName.SETUP] = sum(self.built.setup_vars.values()) if self.built.setup_vars else 0
+        terms[ObjectiveName.WEIGHTED_TARDINESS] = lsum(tard)
+        terms[ObjectiveName.SETUP] = lsum(self.built.setup_vars.values())
         dev: list[LinearExpr] = []
         if self.reference is not None:
             ref = self.reference
@@ -565,7 +585,7 @@ class ModelBuilder:
                 lit = v.presence[ref.mode[i]]
                 if not isinstance(lit, int):
                     dev.append(_change_penalty(cp, i) * (1 - lit))
-        terms[ObjectiveName.STABILITY] = sum(dev) if dev else 0
+        terms[ObjectiveName.STABILITY] = lsum(dev)
         self.built.terms = terms
         return terms
 

@@ -21,7 +21,7 @@ from paichan.solver.api import SolveParams, SolveResult, SolveStatus
 from paichan.solver.compiled import CProblem, compile_problem
 from paichan.solver.heuristic import RULES, Timetable, construct, generate_repaired
 from paichan.solver.lns import improve
-from paichan.solver.model import Built, ModelBuilder, add_hint, end_bounds
+from paichan.solver.model import Built, ModelBuilder, add_hint, end_bounds, lsum
 from paichan.solver.search import Callback, Collector, Progress, make_solver, read_timetable, run_cpsat
 
 #: share of the time limit the dispatching rules may use once one has produced a schedule
@@ -190,7 +190,7 @@ def _build_full(cp: CProblem, objective: Objective, progress: Progress,
     for term, value in fixed_terms:
         built.model.add(built.terms[term] <= value)
     if stage is None:
-        built.model.minimize(sum(w * built.terms[t] for t, w in objective.weights.items() if w > 0))
+        built.model.minimize(lsum(w * built.terms[t] for t, w in objective.weights.items() if w > 0))
     else:
         built.model.minimize(built.terms[stage])
     if progress.best is not None:

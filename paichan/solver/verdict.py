@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from paichan.domain import ObjectiveName, Problem, ProblemError, Schedule, validate
 from paichan.solver import evaluate
 from paichan.solver.compiled import compile_problem
-from paichan.solver.model import ModelBuilder
+from paichan.solver.model import ModelBuilder, lsum
 
 
 class ModelVerdict(BaseModel):
@@ -66,7 +66,7 @@ def model_verdict(problem: Problem, schedule: Schedule, time_limit: float = 10.0
     weights = {t: w for t, w in problem.objective.weights.items() if w > 0}
     if problem.objective.lexicographic is not None:
         weights = {t: 1 for t in problem.objective.lexicographic}
-    m.minimize(sum(w * built.terms[t] for t, w in weights.items()))
+    m.minimize(lsum(w * built.terms[t] for t, w in weights.items()))
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit
     solver.parameters.num_workers = 1
