@@ -151,13 +151,13 @@ def solve_plain_cpsat(problem: Problem, time_limit: float, workers: int, seed: i
     entries = []
     for order in problem.orders:
         for op in order.operations:
-            mode = 0
+            chosen = 0
             if op.id in presences:
-                mode = next(a for a, lit in enumerate(presences[op.id]) if solver.boolean_value(lit))
+                chosen = next(a for a, lit in enumerate(presences[op.id]) if solver.boolean_value(lit))
             s = solver.value(starts[op.id])
             entries.append(ScheduledOperation(
-                operation=op.id, order=order.id, resource=op.modes[mode].resource, mode=mode,
-                start=s, end=s + op.modes[mode].duration,
+                operation=op.id, order=order.id, resource=op.modes[chosen].resource, mode=chosen,
+                start=s, end=s + op.modes[chosen].duration,
             ))
     schedule = Schedule(problem=problem.name, operations=entries)
     return PeerResult(status, schedule, int(solver.objective_value), solver.best_objective_bound, wall, callback.first)
@@ -243,7 +243,7 @@ def _pyjobshop_refusals(problem: Problem) -> list[str]:
             out.append(f"material receipts over time (material {m.id}; PyJobShop consumables are initial stock only)")
         if m.stock != int(m.stock):
             out.append(f"fractional stock (material {m.id})")
-    spanning_pools = set()
+    spanning_pools: set[str] = set()
     for order, op in problem.operations():
         if op.status != OperationStatus.PLANNED or op.actual is not None:
             out.append(f"started/done operations (operation {op.id})")
@@ -400,15 +400,15 @@ def solve_pyjobshop_rich(
             dummy = model.add_task(earliest_start=first, latest_start=first, latest_end=first,
                                    name=f"initial:{r.id}")
             model.add_mode(dummy, res[r.id], 0)
-            for op in on_machine:
-                d = r.setup_time(r.initial_family, op.family)
+            for first_op in on_machine:
+                d = r.setup_time(r.initial_family, first_op.family)
                 if d:
-                    model.add_setup_time(res[r.id], dummy, tasks[op.id], d)
-        for a in on_machine:
-            for b in on_machine:
-                d = r.setup_time(a.family, b.family) if a.id != b.id else 0
+                    model.add_setup_time(res[r.id], dummy, tasks[first_op.id], d)
+        for before in on_machine:
+            for after in on_machine:
+                d = r.setup_time(before.family, after.family) if before.id != after.id else 0
                 if d:
-                    model.add_setup_time(res[r.id], tasks[a.id], tasks[b.id], d)
+                    model.add_setup_time(res[r.id], tasks[before.id], tasks[after.id], d)
 
     model.set_objective(
         weight_makespan=weights.get(ObjectiveName.MAKESPAN, 0),

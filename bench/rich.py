@@ -331,16 +331,16 @@ def render(meta: dict[str, Any], summaries: list[InstanceSummary], runs: list[Ru
             for limit in dict.fromkeys(r.time_limit for r in rs if r.solver != LONG):
                 cells = []
                 for solver in solvers:
-                    r = next((x for x in rs if x.solver == solver and x.time_limit == limit), None)
-                    if r is None:
+                    hit = next((x for x in rs if x.solver == solver and x.time_limit == limit), None)
+                    if hit is None:
                         cells.append("")
-                    elif r.failed:
-                        why = "refused" if any(n.startswith("refused") for n in r.notes) else (
-                            "killed" if any(n.startswith("killed") for n in r.notes) else "no schedule"
-                            if r.schedule_missing else "REJECTED")
+                    elif hit.failed:
+                        why = "refused" if any(n.startswith("refused") for n in hit.notes) else (
+                            "killed" if any(n.startswith("killed") for n in hit.notes) else "no schedule"
+                            if hit.schedule_missing else "REJECTED")
                         cells.append(f"FAILED ({why})")
                     else:
-                        cells.append(f"{r.objective} ({_f(r.gap_best_known_pct, '+.1f')})")
+                        cells.append(f"{hit.objective} ({_f(hit.gap_best_known_pct, '+.1f')})")
                 out.append(f"| {s.instance} | {_f(s.best_known, '.0f')} | {_f(s.best_bound, '.0f')} | {limit:g} | "
                            + " | ".join(cells) + " |")
         out.append("")

@@ -32,7 +32,7 @@ SHAPES = {
 }
 
 
-def _lower_bound(problem) -> int:  # type: ignore[no-untyped-def]
+def _lower_bound(problem) -> int:
     jobs = max(sum(min(m.duration for m in op.modes) for op in o.operations) for o in problem.orders)
     work = sum(min(m.duration for m in op.modes) for o in problem.orders for op in o.operations)
     return max(jobs, -(-work // len(problem.resources)))
@@ -50,7 +50,7 @@ def one(size: int, time_limit: float, workers: int) -> dict[str, object]:
     build_s = time.monotonic() - t
     trace: list[tuple[float, float, str]] = []
 
-    def on(ev) -> None:  # type: ignore[no-untyped-def]
+    def on(ev) -> None:
         trace.append((round(ev.time, 2), ev.objective, ev.source))
         print(f"  [{size}] {ev.time:6.1f}s objective {ev.objective:g} ({ev.source})", file=sys.stderr, flush=True)
 

@@ -264,3 +264,13 @@ def test_solver_calendar_expansion_matches_the_domain() -> None:
         cal = Calendar(period=period if shifts else None, shifts=shifts, downtimes=downs)
         h = rng.randint(1, 300)
         assert _expand(cal, h) == cal.unavailable(h), (cal, h)
+
+
+def test_model_too_large_without_an_incumbent_is_not_built() -> None:
+    # no dispatching start, so no objective cuts: 2,000 rich operations would need some 600,000 break literals
+    from paichan.generators import factory_instance
+
+    p = factory_instance(2000, 0, materials=False)
+    result = solve(p, SolveParams(time_limit=5, workers=1, use_heuristic=False, decompose=False))
+    assert result.status == SolveStatus.UNKNOWN and "too large" in str(result.stats["method"])
+    assert int(result.stats["model_estimate"]) > 200_000

@@ -119,7 +119,7 @@ class Network:
         """Messages delivered to no agent yet or not yet acknowledged, over all inboxes."""
         total = 0
         for key in self.bus.r.scan_iter(f"{self.namespace}:inbox:*"):
-            for g in self.bus.r.xinfo_groups(key):  # type: ignore[union-attr]
+            for g in self.bus.r.xinfo_groups(key):
                 total += int(g.get("pending", 0)) + int(g.get("lag", 0) or 0)
         return total
 

@@ -41,7 +41,7 @@ class Envelope(BaseModel):
 _REGISTRY: dict[tuple[str, int], type[BaseModel]] = {}
 
 
-def message(type_name: str, version: int = 1):  # type: ignore[no-untyped-def]
+def message(type_name: str, version: int = 1):
     """Class decorator registering a payload model for a message type."""
 
     def register(cls: type[BaseModel]) -> type[BaseModel]:

@@ -102,7 +102,7 @@ class Bus:
 
     def load_state(self, agent: str) -> dict | None:
         raw = self.r.get(self.state_key(agent))
-        return None if raw is None else json.loads(raw)  # type: ignore[arg-type]
+        return None if raw is None else json.loads(raw)
 
     def journal_entries(self) -> list[Envelope]:
         """Every message sent so far, in order."""
@@ -175,7 +175,7 @@ class Consumer:
         for s in self.streams:
             _, entries, *_ = self.bus.r.xautoclaim(s, self.group, self.consumer, self.claim_idle_ms,
                                                    start_id="0-0", count=count)
-            out.extend(self._decode(s, i, f) for i, f in entries if f)  # type: ignore[union-attr]
+            out.extend(self._decode(s, i, f) for i, f in entries if f)
         return out
 
     def is_duplicate(self, d: Delivery) -> bool:

@@ -22,6 +22,7 @@ fixed interval where it shares a resource with a free one.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -121,6 +122,27 @@ class ModelBuilder:
             return s, s
         dom = list(v.start.proto.domain)  # ortools' repeated field: no negative indexing
         return dom[0], dom[len(dom) - 1]
+
+    def estimate(self) -> int:
+        """About how many literals the model needs (modes, break choices), known before building it.
+
+        Without an incumbent to cut the horizon, span-able operations over a long horizon
+        can need hundreds of thousands of break literals: building that alone can take
+        longer than the caller's time limit.
+        """
+        cp = self.cp
+        bounds = {m.calendar: ([s for s, _ in m.windows], [e for _, e in m.windows]) for m in cp.machines}
+        n = 0
+        for c in cp.ops:
+            if not self._in_model(c.idx):
+                continue
+            n += len(c.modes) + 2
+            if c.span and not c.fixed:
+                lo, hi = c.release, max(c.release, self._end_ub(c.idx))
+                for cal in {cp.machines[md.machine].calendar for md in c.modes if md.duration > 0}:
+                    starts, ends = bounds[cal]
+                    n += 2 * max(0, bisect_left(starts, hi) - bisect_right(ends, lo))
+        return n
 
     def _end_ub(self, i: int) -> int:
         return self.horizon if self.ub is None else max(0, min(self.horizon, self.ub[i]))
@@ -565,7 +587,7 @@ class ModelBuilder:
                 continue
             ends = [self._endpoint(i) for i in ids if not self._dominated(i, o)]
             if all(isinstance(e, int) for e in ends):
-                tard.append(cp.order_weight[o] * max(0, max(ends) - due))  # type: ignore[type-var]
+                tard.append(cp.order_weight[o] * max(0, max(ends) - due))
                 continue
             t = m.new_int_var(0, H, f"tard{o}")
             for e in ends:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from ortools.sat.python import cp_model
 
@@ -22,6 +23,8 @@ from paichan.solver.heuristic import Timetable, record_setups
 from paichan.solver.model import Built
 
 Callback = Callable[[SolutionEvent], None]
+#: what CpSolver.solve returns: an int enum in ortools 9.14, a pybind enum in 9.15 (status_name takes either)
+Status = Any
 
 #: CP-SAT variables up to which presolve probes (larger models skip it)
 PROBE_UP_TO = 5_000
@@ -119,6 +122,6 @@ def make_solver(built: Built, params: SolveParams, time_limit: float, workers: i
 
 
 def run_cpsat(built: Built, params: SolveParams, time_limit: float, workers: int,
-              callback: cp_model.CpSolverSolutionCallback | None) -> tuple[cp_model.CpSolver, cp_model.CpSolverStatus]:
+              callback: cp_model.CpSolverSolutionCallback | None) -> tuple[cp_model.CpSolver, Status]:
     solver = make_solver(built, params, time_limit, workers)
     return solver, solver.solve(built.model, callback)

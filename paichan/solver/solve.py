@@ -22,7 +22,7 @@ from paichan.solver.compiled import CProblem, compile_problem
 from paichan.solver.heuristic import RULES, Timetable, construct, generate_repaired
 from paichan.solver.lns import improve
 from paichan.solver.model import Built, ModelBuilder, add_hint, end_bounds, lsum
-from paichan.solver.search import Callback, Collector, Progress, make_solver, read_timetable, run_cpsat
+from paichan.solver.search import Callback, Collector, Progress, Status, make_solver, read_timetable, run_cpsat
 
 #: share of the time limit the dispatching rules may use once one has produced a schedule
 HEURISTIC_SHARE = 0.25
@@ -203,6 +203,12 @@ def _monolithic(cp: CProblem, objective: Objective, progress: Progress, params: 
     """One CP-SAT model of the whole problem; lexicographic objectives in stages."""
     if objective.lexicographic is None and progress.best is not None:
         return _full_then_lns(cp, objective, progress, params, deadline, stats)
+    if progress.best is None:  # no incumbent, so no cuts: the model may be too large to build in time
+        size = ModelBuilder(cp, cp.horizon).estimate()
+        stats["model_estimate"] = size
+        if size > LARGE_MODEL:
+            stats["method"] = "none: the full model without an incumbent is too large to build in time"
+            return SolveStatus.UNKNOWN
     stages: list[ObjectiveName | None] = list(objective.lexicographic) if objective.lexicographic else [None]
     fixed_terms: list[tuple[ObjectiveName, int]] = []
     all_optimal = True
@@ -263,7 +269,7 @@ def _full_then_lns(cp: CProblem, objective: Objective, progress: Progress, param
 
 
 def _full_model(built: Built, cp: CProblem, progress: Progress, params: SolveParams, time_limit: float,
-                stall: float, stats: dict[str, float | int | str]) -> cp_model.CpSolverStatus:
+                stall: float, stats: dict[str, float | int | str]) -> Status:
     """Run the full model until done, out of time, or without improvement for ``stall`` seconds."""
     cb = Collector(built, cp, progress, "cp-sat")
     solver = make_solver(built, params, time_limit, params.workers)
@@ -306,7 +312,7 @@ def _core_search(cp: CProblem, objective: Objective, progress: Progress, params:
     search = tabu.TabuSearch(cp, progress.best, seed=params.seed)
     proved = threading.Event()
     cp_workers = params.workers - 1
-    cp_status: list[cp_model.CpSolverStatus] = [cp_model.UNKNOWN]
+    cp_status: list[Status] = [cp_model.UNKNOWN]
     large = len(cp.ops) > DECOMPOSE_ABOVE
 
     def cpsat_side(time_limit: float, workers: int) -> None:
