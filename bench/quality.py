@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench.bks import INSTANCES, load_bks
+from bench.machine import ram
 from bench.peers import solve_plain_cpsat, solve_pyjobshop
 from paichan.domain import Problem, Schedule
 from paichan.solver.readers import read_instance
@@ -197,14 +198,6 @@ def run_one(
     return row
 
 
-def _ram() -> str:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 2**20:.1f} GiB"
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _version(pkg: str) -> str:
@@ -222,7 +215,7 @@ def environment(args: argparse.Namespace, checker_msg: str) -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "ram": _ram(),
+        "ram": ram(),
         "load_average_at_start": [round(x, 2) for x in load] if load else None,
         "python": platform.python_version(),
         "ortools": _version("ortools"),

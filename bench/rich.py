@@ -42,6 +42,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from bench.machine import ram
 from paichan.domain import KPIs, ObjectiveName, Problem, Schedule
 
 SOLVERS = ("paichan", "pyjobshop", "cpsat")
@@ -272,14 +273,6 @@ def _version(pkg: str) -> str:
         return "not installed"
 
 
-def _ram() -> str:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return f"{int(line.split()[1]) / 2**20:.1f} GiB"
-    except OSError:
-        pass
-    return "unknown"
 
 
 def _f(x: float | None, spec: str = ".1f") -> str:
@@ -414,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                               else sys.argv[1:])),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.platform()} {platform.processor() or platform.machine()}",
-        "cpu_count": os.cpu_count(), "ram": _ram(), "load_average_at_start": [round(x, 2) for x in load],
+        "cpu_count": os.cpu_count(), "ram": ram(), "load_average_at_start": [round(x, 2) for x in load],
         "python": platform.python_version(), "ortools": _version("ortools"), "pyjobshop": _version("pyjobshop"),
         "paichan": _version("paichan"), "git": _git(),
         "generator": f"factory_instance(size, seed, materials={args.materials}, spanning={not args.no_spanning})",
