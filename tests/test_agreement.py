@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from strategies import Features, problems
 
 from paichan.checker import check
-from paichan.domain import KPIs, ObjectiveName, Problem, Schedule
+from paichan.domain import KPIs, ObjectiveName, OperationStatus, Pin, Problem, Schedule
 from paichan.solver import SolveParams, SolveResult, SolveStatus, solve
 from paichan.solver.compiled import compile_problem
 from paichan.solver.evaluate import to_schedule
@@ -132,7 +132,12 @@ def solver_agreement(problem: Problem, known: list[Schedule]) -> None:
         if kpis is not None:
             clean_objectives.append((objective_of(problem, checker_terms(kpis)), s))
     for result in results:
+        if result.warnings:  # solve() caught its own answer failing the checker and fell back: a defect
+            disagree("solver-warning", problem, result.schedule, "; ".join(result.warnings))
         if result.schedule is None:
+            if clean_objectives and result.status != SolveStatus.INFEASIBLE:
+                disagree("no-answer", problem, clean_objectives[0][1],
+                         f"solver status {result.status.value} without a schedule; the checker accepts this one")
             continue
         report = check(problem, result.schedule)
         if not report.ok:
@@ -217,6 +222,27 @@ def test_checker_clean_schedules_are_model_feasible(problem: Problem, seed: int)
 def test_agreement_on_plain_flexible_shops(problem: Problem) -> None:
     """(a) with the exotic features off: the base must agree before the features are blamed."""
     solver_agreement(problem, heuristic_schedules(problem))
+
+
+@settings(FAST, max_examples=200)
+@given(problems(), st.integers(0, 2**32 - 1))
+def test_pins_agree(problem: Problem, seed: int) -> None:
+    """(a) and (b) with a planner's pins: some planned operations of a checker-clean schedule are pinned
+    where it has them; that schedule stays clean, so the solver must find one that keeps every pin."""
+    rand = random_schedule(problem, seed)
+    assume(rand is not None)
+    assert rand is not None
+    rng = random.Random(seed)
+    where = rand.by_operation()
+    pinned = problem.model_copy(deep=True)
+    planned = [op for _, op in pinned.operations() if op.status == OperationStatus.PLANNED]
+    assume(planned)
+    for op in rng.sample(planned, rng.randint(1, len(planned))):
+        op.pin = Pin(resource=where[op.id].resource, start=where[op.id].start)
+    if clean(pinned, rand) is None:
+        disagree("pin-rejected", pinned, rand, "the checker rejects a clean schedule once it is pinned where it is")
+    solver_agreement(pinned, [rand])
+    verdict_agreement(pinned, [rand])
 
 
 @pytest.mark.slow

@@ -36,9 +36,10 @@ def free_port() -> int:
 class EmbeddedRedis:
     """A private redis-server process (AOF on) for one run."""
 
-    def __init__(self, workdir: str | Path, port: int | None = None) -> None:
+    def __init__(self, workdir: str | Path, port: int | None = None, appendfsync: str = "everysec") -> None:
         self.workdir = Path(workdir).resolve()
         self.port = port or free_port()
+        self.appendfsync = appendfsync  # "always": an acknowledged write survives a crash of the server
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -52,7 +53,7 @@ class EmbeddedRedis:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
-             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "yes",
+             "--appendonly", "yes", "--appendfsync", self.appendfsync, "--save", "", "--protected-mode", "yes",
              "--logfile", str(self.workdir / "redis.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,  # a terminal's Ctrl-C reaches the run, which then stops this server itself

@@ -545,8 +545,16 @@ class _Checker:
 
     # 10 -------------------------------------------------------------- fixed work
     def fixed_work(self) -> None:
-        """Started and done operations stay on the reported resource and times."""
+        """Started and done operations stay on the reported resource and times; pinned ones at their pin."""
         for p in self.placed.values():
+            pin = p.op.pin
+            if pin is not None and not p.fixed:
+                if p.entry.resource != pin.resource:
+                    self.add("pinned", p.op.id,
+                             f"pinned operation '{p.op.id}' is on '{p.entry.resource}', its pin says '{pin.resource}'")
+                if p.entry.start != pin.start:
+                    self.add("pinned", p.op.id,
+                             f"pinned operation '{p.op.id}' starts at {p.entry.start}, its pin says {pin.start}")
             if not p.fixed or p.op.actual is None:
                 continue
             e, op, actual = p.entry, p.op, p.op.actual

@@ -13,6 +13,7 @@ from paichan.domain.problem import (
     Operation,
     OperationStatus,
     Order,
+    Pin,
     Predecessor,
     Problem,
     Receipt,
@@ -28,7 +29,7 @@ from paichan.domain.validation import Finding, ProblemError, find_problems, vali
 
 __all__ = [
     "Actual", "Calendar", "Downtime", "DowntimeKind", "Finding", "KPIs", "Material", "MaterialUse",
-    "Mode", "Objective", "ObjectiveName", "Operation", "OperationStatus", "Order", "Predecessor",
+    "Mode", "Objective", "ObjectiveName", "Operation", "OperationStatus", "Order", "Pin", "Predecessor",
     "Problem", "ProblemError", "Receipt", "Resource", "ResourceKind", "Schedule", "ScheduledOperation",
     "SecondaryUse", "SetupTime", "TimeWindow", "find_problems", "merge_windows", "validate",
 ]

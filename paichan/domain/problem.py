@@ -204,6 +204,19 @@ class Actual(_Model):
     end: int | None = None  # set for done operations
 
 
+class Pin(_Model):
+    """A planner's lock on a planned operation: it runs on ``resource`` from ``start``.
+
+    The scheduler plans around it and never moves it (frePPLe's "locked" flag);
+    the checker holds the schedule to it. Everything else about the operation
+    (calendars, setups, pools, materials, precedence) still applies to it.
+    """
+
+    resource: str
+    start: int = Field(ge=0)
+    reason: str = ""
+
+
 class Operation(_Model):
     """A step of an order's routing, with alternative modes.
 
@@ -223,6 +236,7 @@ class Operation(_Model):
     can_span_breaks: bool = False
     status: OperationStatus = OperationStatus.PLANNED
     actual: Actual | None = None
+    pin: Pin | None = None  # planned operations only; see Pin
 
     @model_validator(mode="after")
     def _actual_matches_status(self) -> Operation:

@@ -105,6 +105,16 @@ def find_problems(problem: Problem) -> list[Finding]:
                             path + ".actual.resource", f"'{op.actual.resource}' is not one of the operation's modes"
                         )
                     )
+            if op.pin is not None:
+                if op.status != OperationStatus.PLANNED:
+                    out.append(Finding(path + ".pin", f"operation is {op.status.value}: the shop floor fixes it, "
+                                                      "a pin cannot"))
+                elif op.pin.resource not in {m.resource for m in op.modes}:
+                    out.append(Finding(path + ".pin.resource",
+                                       f"'{op.pin.resource}' is not one of the operation's modes"))
+                elif op.pin.start < max(order.release, problem.now):
+                    out.append(Finding(path + ".pin.start", f"{op.pin.start} is before the earliest start "
+                                                            f"max(release, now) = {max(order.release, problem.now)}"))
             for mu_i, mu in enumerate(op.materials):
                 if mu.material not in mats:
                     out.append(Finding(f"{path}.materials[{mu_i}].material", f"unknown material '{mu.material}'"))

@@ -21,6 +21,7 @@ from paichan.domain import Problem, ProblemError
 from paichan.service import events_cli
 from paichan.service.adapters_cli import register as register_adapters
 from paichan.service.common import CliError, load_problem, load_schedule
+from paichan.service.serve_cli import register as register_serve
 from paichan.solver import SolutionEvent, SolveParams, SolveResult, solve
 from paichan.solver.readers import InstanceFormatError, instance_indices, machine_index, read_instance
 
@@ -306,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("schedule", help="a Schedule, `paichan solve problem.json` output, or `paichan run` schedule.json")
     c.set_defaults(func=cmd_check)
     register_adapters(sub)
+    register_serve(sub)
     events_cli.register(sub)
     return p
 

@@ -40,14 +40,15 @@ class COp:
     status: OperationStatus
     release: int  # max(order release, now) for planned ops
     deadline: int | None
-    fixed_mode: int | None = None  # started/done: index of the actual machine's mode
+    pinned: bool = False  # planned, but a planner's pin fixes its mode and start (its materials still count)
+    fixed_mode: int | None = None  # started/done/pinned: index of the actual (pinned) machine's mode
     fixed_start: int | None = None
     fixed_end: int | None = None
     succs: list[int] = field(default_factory=list)
 
     @property
     def fixed(self) -> bool:
-        return self.status != OperationStatus.PLANNED
+        return self.status != OperationStatus.PLANNED or self.pinned
 
 
 @dataclass(slots=True)
@@ -158,6 +159,11 @@ def compile_problem(problem: Problem, horizon: int | None = None) -> CProblem:
                 c.fixed_start = op.actual.start
                 run = modes[c.fixed_mode].duration
                 c.fixed_end = op.actual.end if op.status == OperationStatus.DONE else op.actual.start + run
+            elif op.pin is not None:
+                c.pinned = True
+                c.fixed_mode = next(i for i, m in enumerate(op.modes) if m.resource == op.pin.resource)
+                c.fixed_start = op.pin.start
+                c.fixed_end = op.pin.start + modes[c.fixed_mode].duration
             ids.append(c.idx)
             ops.append(c)
         order_ops.append(ids)
@@ -167,7 +173,8 @@ def compile_problem(problem: Problem, horizon: int | None = None) -> CProblem:
 
     machine_calendars = [r.calendar for r in problem.resources if r.kind == ResourceKind.MACHINE]
     for c in ops:  # a running operation that may span breaks resumes after them
-        if c.status == OperationStatus.STARTED and c.span and c.fixed_start is not None and c.fixed_mode is not None:
+        if ((c.status == OperationStatus.STARTED or c.pinned) and c.span and c.fixed_start is not None
+                and c.fixed_mode is not None):
             md = c.modes[c.fixed_mode]
             c.fixed_end = _running_end(machine_calendars[md.machine], c.fixed_start, md.duration)
 

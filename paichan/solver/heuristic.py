@@ -203,6 +203,10 @@ def generate(
             if len(used) > 1:
                 violations.append(f"order {cp.order_ids[o]} spans groups {sorted(used)}")  # type: ignore[type-var]
     for c in cp.ops:
+        if c.pinned:  # a planner's pin does not wait for its predecessors: they must have ended in time
+            for p, lo, hi in c.preds:
+                if start[c.idx] - end[p] < lo or (hi is not None and start[c.idx] - end[p] > hi):
+                    violations.append(f"pinned {c.id} at {start[c.idx]} is not after {cp.ops[p].id} + {lo}")
         if c.fixed:
             continue
         for p, _lo, hi in c.preds:

@@ -253,8 +253,9 @@ class ModelBuilder:
             if c.fixed and self._in_model(c.idx):
                 k, s0, e0 = self._pinned(c.idx)
                 v = self.built.ops[c.idx]
-                g = self._guard(f"operation {c.id} is {c.status.value} on {self.cp.machines[c.modes[k].machine].id} "
-                                f"at {s0}..{e0} (shop-floor actual)")
+                what = "pinned by the planner" if c.pinned else "shop-floor actual"
+                g = self._guard(f"operation {c.id} is {'pinned' if c.pinned else c.status.value} on "
+                                f"{self.cp.machines[c.modes[k].machine].id} at {s0}..{e0} ({what})")
                 assert g is not None
                 self.m.add(v.start == s0).only_enforce_if(g)
                 self.m.add(v.end == e0).only_enforce_if(g)

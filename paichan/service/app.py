@@ -1,0 +1,281 @@
+"""The HTTP API of ``paichan serve`` (FastAPI; OpenAPI at /openapi.json, docs at /docs).
+
+A thin layer over :class:`~paichan.service.engine.PlanService`: authentication (an API key
+per client with a role), Standard Webhooks signatures on MES pushes, request size limits,
+and 4xx answers that name the field at fault.
+"""
+
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+
+from paichan.adapters.b2mml import B2MMLError
+from paichan.adapters.mes import WebhookPayloadError, parse_webhook_batch
+from paichan.adapters.performance import parse_performance
+from paichan.adapters.webhooks import WebhookVerificationError, verify
+from paichan.agents.explain import order_story
+from paichan.domain import Order
+from paichan.domain.errors import field_path
+from paichan.domain.events import MachineStateEvent, OperationProgressEvent
+from paichan.service.config import Role, ServiceConfig
+from paichan.service.engine import PlanService, ServiceError
+from paichan.service.planning import PinRequest, RepairSpec, explain_order
+
+ROLES: dict[str, set[Role]] = {"push": {"mes", "planner"}, "plan": {"planner"}, "read": {"planner", "viewer"}}
+
+
+class Caller(BaseModel):
+    name: str
+    role: Role
+
+
+class DecisionBody(BaseModel):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+class BrakeBody(BaseModel):
+    reason: str | None = Field(default=None, max_length=1000)
+
+
+def _problem(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"detail": message, **extra})
+
+
+def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
+    """The API over one running :class:`PlanService`; ``ready`` adds what /health reports about the agents."""
+    cfg: ServiceConfig = service.config
+    keys = {c.key: Caller(name=c.name, role=c.role) for c in cfg.clients}
+    app = FastAPI(title="paichan live planning service", version="1",
+                  description="MES events in, replans as jobs, proposals to release, plans out as B2MML.")
+
+    @app.middleware("http")
+    async def limit_size(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > cfg.max_body_bytes:
+            return _problem(413, f"body: {length} bytes is above the limit of {cfg.max_body_bytes}")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def unprocessable(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"field": field_path([x for x in e["loc"] if x != "body"], "body"), "message": e["msg"]}
+                  for e in exc.errors()]
+        text = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
+        return _problem(422, text, errors=errors)
+
+    @app.exception_handler(ServiceError)
+    async def refused(request: Request, exc: ServiceError) -> JSONResponse:
+        return _problem(exc.status, str(exc))
+
+    def caller(action: str) -> Callable[[Request, str | None], Caller]:
+        def dep(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+            token = (authorization or "").removeprefix("Bearer ").strip()
+            who = next((c for k, c in keys.items() if token and hmac.compare_digest(k, token)), None)
+            if who is None:
+                service.audit("refused", "anonymous", path=request.url.path, reason="missing or unknown API key")
+                raise ServiceError(401, "authorization: missing or unknown API key (Authorization: Bearer KEY)")
+            if who.role not in ROLES[action]:
+                service.audit("refused", who.name, path=request.url.path, reason=f"role {who.role} may not {action}")
+                raise ServiceError(403, f"role '{who.role}' may not do this ({request.method} {request.url.path})")
+            return who
+        return dep
+
+    Push = Annotated[Caller, Depends(caller("push"))]
+    Plan = Annotated[Caller, Depends(caller("plan"))]
+    Read = Annotated[Caller, Depends(caller("read"))]
+
+    @app.get("/health")
+    def health() -> JSONResponse:
+        """200 once the bus (Redis) and the plan are up; 503 with the reason otherwise."""
+        try:
+            service.r.ping()
+        except Exception as e:
+            return _problem(503, f"redis: {e}")
+        body = {"status": "ok", "plan_version": service.released.version,
+                "threads": {t.name: t.is_alive() for t in service.threads}, **(ready() if ready else {})}
+        return JSONResponse(body)
+
+    @app.post("/events", status_code=202, response_model=None)
+    async def post_events(request: Request, who: Push) -> dict[str, Any] | JSONResponse:
+        """MES push: webhook JSON (one event, a list or {"events": [...]}) or B2MML performance XML, signed."""
+        body = await request.body()
+        if len(body) > cfg.max_body_bytes:
+            raise ServiceError(413, f"body: above the limit of {cfg.max_body_bytes} bytes")
+        try:
+            msg_id = verify(cfg.webhooks.secrets, request.headers, body, tolerance_s=cfg.webhooks.tolerance_s)
+        except WebhookVerificationError as e:
+            service.audit("refused", who.name, path="/events", reason=f"signature: {e}")
+            raise ServiceError(401, f"signature: {e}") from None
+        kind = request.headers.get("content-type", "")
+        if "xml" in kind or body.lstrip().startswith(b"<"):
+            try:
+                perf = parse_performance(body, source_name=who.name,
+                                         known_machines={r.id for r in service.problem.resources})
+            except (B2MMLError, ValueError) as e:
+                raise ServiceError(422, f"body: {e}") from None
+            if not perf.events:
+                raise ServiceError(422, "body: no operation progress in this performance message"
+                                   + (": " + "; ".join(perf.issues[:5]) if perf.issues else ""))
+            events: list[MachineStateEvent | OperationProgressEvent] = list(perf.events)
+            issues = perf.issues
+        else:
+            try:
+                data = json.loads(body)
+            except json.JSONDecodeError as e:
+                raise ServiceError(422, f"body: not JSON: {e}") from None
+            try:
+                batch = parse_webhook_batch([data] if isinstance(data, dict) and "events" not in data else data)
+            except WebhookPayloadError as e:
+                raise ServiceError(422, f"body: {e}") from None
+            if batch.errors:
+                errors = [{"field": (f"events[{x.index}]." if isinstance(data, list) or "events" in data
+                                     else "") + x.field, "message": x.reason} for x in batch.errors]
+                text = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
+                return _problem(422, text + " (nothing of this request was accepted)", errors=errors)
+            events, issues = list(batch.events), []
+        results = await asyncio.to_thread(service.accept, events)
+        return {"webhook_id": msg_id, "accepted": [r for r in results if r["status"] == "accepted"],
+                "duplicates": [r for r in results if r["status"] == "duplicate"], "issues": issues}
+
+    @app.get("/events/{source}/{event_id}")
+    def get_event(source: str, event_id: str, who: Push) -> dict[str, Any]:
+        st = service.event_status(source, event_id)
+        if st is None:
+            raise ServiceError(404, f"no event '{event_id}' from '{source}'")
+        return st.model_dump(exclude_none=True)
+
+    @app.post("/orders", status_code=202, response_model=None)
+    async def post_orders(request: Request, who: Plan) -> dict[str, Any] | JSONResponse:
+        """ERP push: orders as JSON (one order, a list, or {"orders": [...]}) in paichan's problem format."""
+        try:
+            data = json.loads(await request.body())
+        except json.JSONDecodeError as e:
+            raise ServiceError(422, f"body: not JSON: {e}") from None
+        items = data.get("orders") if isinstance(data, dict) and "orders" in data else data
+        items = [items] if isinstance(items, dict) else items
+        try:
+            orders = TypeAdapter(list[Order]).validate_python(items)
+        except ValidationError as e:
+            errors = [{"field": "orders." + field_path(x["loc"]), "message": x["msg"]} for x in e.errors()]
+            return _problem(422, "; ".join(f"{x['field']}: {x['message']}" for x in errors[:10]), errors=errors)
+        return await asyncio.to_thread(service.add_orders, orders, who.name)
+
+    @app.post("/replans", status_code=202)
+    def post_replan(spec: RepairSpec, who: Plan) -> dict[str, Any]:
+        job = service.submit(spec, "planner", who.name)
+        service.audit("replan", who.name, replan=job.id, spec=spec.model_dump(mode="json"))
+        return {"id": job.id, "status": job.status, "events": f"/replans/{job.id}/events"}
+
+    @app.get("/replans/{jid}")
+    def get_replan(jid: str, who: Read) -> dict[str, Any]:
+        return service.job(jid).model_dump(mode="json")
+
+    @app.delete("/replans/{jid}")
+    def delete_replan(jid: str, who: Plan) -> dict[str, Any]:
+        return service.cancel(jid, who.name).model_dump(mode="json")
+
+    @app.get("/replans/{jid}/events")
+    async def replan_events(jid: str, who: Read) -> StreamingResponse:
+        """Server-sent events: ``solution`` for each improving plan, then ``status`` when the job ends."""
+        service.job(jid)
+
+        async def stream() -> AsyncIterator[str]:
+            sent, last = 0, ""
+            while True:
+                job = await asyncio.to_thread(service.job, jid)
+                for ev in job.solutions[sent:]:
+                    yield f"event: solution\ndata: {ev.model_dump_json()}\n\n"
+                sent = len(job.solutions)
+                if job.status != last:
+                    last = job.status
+                    data = json.dumps({"status": job.status, "proposal": job.proposal, "error": job.error})
+                    yield f"event: status\ndata: {data}\n\n"
+                if job.status in ("done", "failed", "cancelled"):
+                    return
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(stream(), media_type="text/event-stream", headers={"cache-control": "no-cache"})
+
+    @app.get("/proposals/{pid}")
+    def get_proposal(pid: str, who: Read, schedule: bool = False) -> dict[str, Any]:
+        prop = service.proposal(pid)
+        return prop.model_dump(mode="json") if schedule else prop.summary()
+
+    @app.post("/proposals/{pid}/release")
+    def release(pid: str, who: Plan) -> dict[str, Any]:
+        rel = service.release(pid, who.name)
+        return {"plan_version": rel.version, "released_by": rel.released_by, "released_at": rel.released_at}
+
+    @app.post("/proposals/{pid}/reject")
+    def reject(pid: str, who: Plan, body: DecisionBody | None = None) -> dict[str, Any]:
+        return service.reject(pid, who.name, body.reason if body else None).summary()
+
+    @app.get("/plan", response_model=None)
+    def get_plan(who: Read, version: Literal["released", "proposed"] = "released",
+                 format: Literal["json", "b2mml"] = "json", b2mml_version: Literal["0600", "0700"] = "0700",
+                 plant: str | None = Query(default=None)) -> Response | dict[str, Any]:
+        if version == "proposed":
+            prop = service.latest_proposal()
+            if prop is None:
+                raise ServiceError(404, "version: there is no open proposal")
+            schedule, meta = prop.schedule, {"proposal": prop.id, "base_version": prop.base_version}
+        else:
+            rel = service.released
+            schedule, meta = rel.schedule, {"plan_version": rel.version, "released_by": rel.released_by,
+                                            "released_at": rel.released_at.isoformat()}
+        if format == "b2mml":
+            return Response(service.plan_b2mml(schedule, b2mml_version, plant), media_type="application/xml")
+        ops = [s for s in schedule.operations if plant is None or s.resource.split("/")[0] == plant]
+        return {**meta, "origin": service.clock.origin.isoformat(), "time_unit": service.problem.time_unit,
+                "operations": [s.model_dump() for s in ops]}
+
+    @app.get("/kpis")
+    def get_kpis(who: Read) -> dict[str, Any]:
+        return service.kpis()
+
+    @app.get("/orders/{oid}/explain")
+    def explain(oid: str, who: Read) -> dict[str, Any]:
+        try:
+            out = explain_order(service.problem, service.released.schedule, oid)
+        except KeyError:
+            raise ServiceError(404, f"no order '{oid}'") from None
+        out["negotiation"] = order_story(service.journal, oid) if service.journal else []
+        return out
+
+    @app.post("/pins", status_code=201)
+    def post_pin(req: PinRequest, who: Plan) -> dict[str, Any]:
+        return service.add_pin(req, who.name).model_dump(mode="json")
+
+    @app.get("/pins")
+    def get_pins(who: Read) -> list[dict[str, Any]]:
+        return [p.model_dump(mode="json") for p in service.pins()]
+
+    @app.delete("/pins/{pin_id}", status_code=204)
+    def delete_pin(pin_id: str, who: Plan) -> Response:
+        service.remove_pin(pin_id, who.name)
+        return Response(status_code=204)
+
+    @app.post("/brake")
+    def brake_on(who: Plan, body: BrakeBody | None = None) -> dict[str, Any]:
+        return {"brake": service.set_brake(True, who.name, body.reason if body else None)}
+
+    @app.delete("/brake")
+    def brake_off(who: Plan) -> dict[str, Any]:
+        return {"brake": service.set_brake(False, who.name)}
+
+    @app.get("/brake")
+    def brake_state(who: Read) -> dict[str, Any]:
+        return {"brake": service.brake()}
+
+    @app.get("/audit")
+    def audit(who: Read, count: int = Query(default=200, ge=1, le=10_000)) -> list[dict[str, Any]]:
+        return service.audit_log(count)
+
+    return app
