@@ -113,8 +113,8 @@ def _secret(secret: SecretLike) -> WebhookSecret:
     return secret if isinstance(secret, WebhookSecret) else WebhookSecret.parse(secret)
 
 
-def _check_id(msg_id: str) -> None:
-    # The spec: ids must not contain '.', which would blur the id/timestamp/body boundaries.
+def check_message_id(msg_id: str) -> None:
+    """ValueError unless ``msg_id`` is usable: the spec forbids '.', which would blur id/timestamp/body."""
     if not msg_id or "." in msg_id or any(c.isspace() for c in msg_id):
         raise ValueError(f"webhook id {msg_id!r} must be non-empty, without '.' or whitespace")
 
@@ -129,7 +129,7 @@ def sign(secret: SecretLike, msg_id: str, timestamp: int, body: bytes) -> str:
 
     ``body`` is the exact bytes sent: re-serialising JSON changes them and breaks the signature.
     """
-    _check_id(msg_id)
+    check_message_id(msg_id)
     if isinstance(timestamp, bool) or not isinstance(timestamp, int) or timestamp < 0:
         raise ValueError(f"webhook timestamp must be a non-negative integer of unix seconds, not {timestamp!r}")
     digest = _secret(secret).signature(msg_id, timestamp, body)
