@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up and run the main job: the single-plant scenario end to end — agents on local Ray
 # negotiating over a private Redis the engine starts itself (unless REDIS_URL / RAY_ADDRESS are set).
-# Writes out/demo/{schedule.json,kpis.json,negotiations.jsonl,gantt.html}.
+# Writes out/demo/{problem.json,schedule.json,kpis.json,negotiations.jsonl,gantt.html}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

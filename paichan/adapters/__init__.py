@@ -3,7 +3,8 @@
 ``import_files`` reads B2MML messages (orders, stock, consumption actuals) and CSV/JSON tables
 (orders, routings, resources, setups, calendars, stock, receipts) into one
 :class:`~paichan.domain.Problem` plus an :class:`ImportReport` of what was read, missing and
-rejected; ``write_b2mml`` and ``schedule_json`` write a solved schedule back. See docs/ADAPTERS.md.
+rejected; ``write_b2mml`` (whole, or ``write_b2mml_per_plant``) and ``schedule_json`` write a solved
+schedule back. See docs/ADAPTERS.md.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Literal
 
 from paichan.adapters.assemble import assemble
 from paichan.adapters.b2mml import read_b2mml, validate
-from paichan.adapters.b2mml_write import ExportError, schedule_json, write_b2mml
+from paichan.adapters.b2mml_write import ExportError, plant_of, schedule_json, write_b2mml, write_b2mml_per_plant
 from paichan.adapters.csvjson import read_table_file
 from paichan.adapters.records import ImportOptions, ImportResult, Inputs
 from paichan.adapters.report import ImportReport, Issue, Missing, Source
@@ -47,4 +48,4 @@ def import_files(paths: Sequence[str | Path], opts: ImportOptions | None = None,
 
 
 __all__ = ["ExportError", "ImportOptions", "ImportReport", "ImportResult", "Issue", "Missing", "Source",
-           "import_files", "schedule_json", "validate", "write_b2mml"]
+           "import_files", "plant_of", "schedule_json", "validate", "write_b2mml", "write_b2mml_per_plant"]

@@ -7,6 +7,7 @@ pools as further EquipmentRequirements with a Quantity, consumed materials, and 
 Produced MaterialRequirement on the order's last operation. The schedule's StartTime is the
 problem's origin, so reading the message back gives the same time axis. Every document is
 validated against the packaged XSD before it is returned; docs/ADAPTERS.md lists the mapping.
+``write_b2mml_per_plant`` splits the same message by plant (the first segment of a machine id).
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ class ExportError(ValueError):
     """The schedule and problem cannot be written as asked (named operation, missing origin...)."""
 
 
-def _pairs(problem: Problem, schedule: Schedule) -> list[tuple[Order, list[tuple[Operation, ScheduledOperation]]]]:
+# Orders with their (operation, scheduled entry) pairs, in the problem's order.
+Pairs = list[tuple[Order, list[tuple[Operation, ScheduledOperation]]]]
+DEFAULT_PLANT = "default"
+
+
+def _pairs(problem: Problem, schedule: Schedule) -> Pairs:
     """Orders with their operations and scheduled entries, checking the schedule covers the problem exactly."""
     by_op = schedule.by_operation()
     known = {op.id for _, op in problem.operations()}
@@ -72,17 +78,55 @@ def _local(op: Operation, order: Order) -> str:
     return op.id[len(prefix):] if op.id.startswith(prefix) else op.id
 
 
+def plant_of(resource_id: str) -> str:
+    """The plant of a resource: the first segment of ``plant/line/machine`` (the ids ``paichan run`` gives).
+
+    A resource id without ``/`` belongs to plant ``"default"`` (Resource has no site attribute).
+    """
+    head, sep, _ = resource_id.partition("/")
+    return head if sep and head else DEFAULT_PLANT
+
+
 def write_b2mml(problem: Problem, schedule: Schedule, version: Literal["0600", "0700"],
                 created: datetime | None = None, origin: datetime | None = None) -> bytes:
     """The schedule as a B2MML ``ProcessProductionSchedule`` (V0600) or ``ProcessOperationsSchedule`` (V0700)."""
+    _check_version(version)
+    clock = _Clock(problem, origin)
+    return _document(problem, _pairs(problem, schedule), version, clock, created or datetime.now(UTC), problem.name)
+
+
+def write_b2mml_per_plant(problem: Problem, schedule: Schedule, version: Literal["0600", "0700"],
+                          origin: datetime | None = None, created: datetime | None = None) -> dict[str, bytes]:
+    """One XSD-valid B2MML document per plant (:func:`plant_of` the machine), sorted by plant.
+
+    Each holds the operations scheduled on that plant's machines, so every plant's MES gets its own
+    dispatch; an order whose operations run in two plants is in both, each with its own segments (the
+    Produced material stays on the order's last operation, wherever it runs). The schedule must cover the
+    problem, as for :func:`write_b2mml`; the schedule ID is ``PROBLEM/PLANT``.
+    """
+    _check_version(version)
+    clock, stamp = _Clock(problem, origin), created or datetime.now(UTC)
+    by_plant: dict[str, Pairs] = {}
+    for order, pairs in _pairs(problem, schedule):
+        for plant in sorted({plant_of(s.resource) for _, s in pairs}):
+            here = [(op, s) for op, s in pairs if plant_of(s.resource) == plant]
+            by_plant.setdefault(plant, []).append((order, here))
+    return {plant: _document(problem, orders, version, clock, stamp, f"{problem.name}/{plant}")
+            for plant, orders in sorted(by_plant.items())}
+
+
+def _check_version(version: str) -> None:
     if version not in ("0600", "0700"):
         raise ExportError(f"B2MML version {version} is not written (0600 or 0700)")
-    clock = _Clock(problem, origin)
-    orders = _pairs(problem, schedule)
+
+
+def _document(problem: Problem, orders: Pairs, version: Literal["0600", "0700"], clock: _Clock, created: datetime,
+              schedule_id: str) -> bytes:
+    """The B2MML message of ``orders`` (all of the schedule or one plant's part), validated against the XSD."""
     units = {m.id: m.unit for m in problem.materials}
     ns = NAMESPACE_OF[version]
     v7 = version == "0700"
-    stamp = iso_utc(created or datetime.now(UTC))
+    stamp = iso_utc(created)
 
     def E(parent: etree._Element, name: str, text: str | None = None, **attrs: str) -> etree._Element:
         el = etree.SubElement(parent, f"{{{ns}}}{name}", **attrs)
@@ -105,7 +149,7 @@ def write_b2mml(problem: Problem, schedule: Schedule, version: Literal["0600", "
     data = E(root, "DataArea")
     E(data, "Process")
     sched = E(data, noun)
-    E(sched, "ID", problem.name)
+    E(sched, "ID", schedule_id)
     end_all = max(s.end for _, pairs in orders for _, s in pairs)
     E(sched, "PublishedDate", stamp)
     E(sched, "StartTime", iso_utc(clock.origin))
@@ -125,7 +169,7 @@ def write_b2mml(problem: Problem, schedule: Schedule, version: Literal["0600", "
             E(req, "RequestState", "Released")
             if order.product:
                 E(req, "OperationsDefinitionID", order.product)
-        for k, (op, s) in enumerate(pairs):
+        for op, s in pairs:
             local = _local(op, order)
             mode = op.modes[s.mode]
             seg = E(req, "SegmentRequirement")
@@ -159,7 +203,7 @@ def write_b2mml(problem: Problem, schedule: Schedule, version: Literal["0600", "
                     quantity(er, amount)
             mats: list[tuple[str, float, str, str]] = [(m.material, m.quantity, units.get(m.material, ""), "Consumed")
                                                        for m in op.materials]
-            if k == len(pairs) - 1 and order.product:
+            if op.id == order.operations[-1].id and order.product:
                 mats.append((order.product, order.quantity, "", "Produced"))
             for j, (mid, q, unit, use) in enumerate(mats):
                 mr = E(seg, "MaterialRequirement")

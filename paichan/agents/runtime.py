@@ -5,8 +5,8 @@ private redis-server unless ``REDIS_URL`` is set), creates the agent hosts,
 feeds the orders, waits for the negotiation to settle (showing progress),
 lets the lines re-optimise, plays the scripted disruptions, then collects what
 the lines committed, verifies it with the independent checker against the
-scenario's global problem, and writes ``schedule.json``, ``kpis.json``,
-``negotiations.jsonl`` and ``gantt.html`` to the output directory.
+scenario's global problem; the service layer writes ``problem.json``, ``schedule.json``,
+``kpis.json``, ``negotiations.jsonl`` and ``gantt.html`` to the output directory.
 """
 
 from __future__ import annotations

@@ -5,8 +5,10 @@ prints the report (what was read, what was missing and where it came from, what 
 exit code 0 when nothing was rejected, 1 when some records were (the problem is still written
 with the good ones), 2 for usage errors. ``paichan export b2mml schedule.json --version
 {0600,0700} --problem problem.json --output FILE.xml`` writes a solved schedule (the output of
-``paichan solve``, or a bare Schedule) as XSD-valid B2MML; ``paichan export json`` writes a
-dispatch list with absolute times.
+``paichan solve``, a bare Schedule or a ``paichan run`` schedule.json) as XSD-valid B2MML;
+SCHEDULE may be the output directory of ``paichan run`` (its problem.json and schedule.json, no
+--problem needed). ``--plant P`` writes one plant's operations, ``--per-plant OUTDIR`` one file per
+plant (OUTDIR/P.xml). ``paichan export json`` writes a dispatch list with absolute times.
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import ValidationError
-
-from paichan.adapters import ExportError, ImportOptions, import_files, schedule_json, write_b2mml
+from paichan.adapters import (
+    ExportError,
+    ImportOptions,
+    import_files,
+    plant_of,
+    schedule_json,
+    write_b2mml,
+    write_b2mml_per_plant,
+)
 from paichan.adapters.values import parse_tz
 from paichan.checker import check
-from paichan.domain import Schedule
-from paichan.domain.errors import validation_messages
-from paichan.service.common import CliError, load_problem
+from paichan.domain import Problem, Schedule
+from paichan.service.common import CliError, load_problem, load_schedule
 
 
 def _origin(text: str | None) -> datetime | None:
@@ -88,42 +95,78 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _load_schedule(path: Path) -> Schedule:
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise CliError(f"{path}: cannot read ({e.strerror})") from e
-    except json.JSONDecodeError as e:
-        raise CliError(f"{path} line {e.lineno}: not valid JSON ({e.msg})") from e
-    if isinstance(raw, dict) and "schedule" in raw:
-        if raw["schedule"] is None:
-            raise CliError(f"{path}: the solve result has no schedule (status {raw.get('status')})")
-        raw = raw["schedule"]
-    try:
-        return Schedule.model_validate(raw)
-    except ValidationError as e:
-        detail = "; ".join(validation_messages(e, 10, top=""))
-        raise CliError(f"{path}: not a schedule: {detail}") from e
+def _export_inputs(args: argparse.Namespace) -> tuple[Problem, Path, Schedule, Path]:
+    """The problem and schedule to export, with their files: SCHEDULE and --problem, or a run's output directory.
+
+    A directory (of ``paichan run`` or ``paichan demo``) gives its ``problem.json`` and ``schedule.json``; a
+    ``--problem`` given beside it wins over the directory's.
+    """
+    sched_path = Path(args.schedule)
+    if sched_path.is_dir():
+        run_dir, sched_path = sched_path, sched_path / "schedule.json"
+        if not sched_path.exists():
+            raise CliError(f"{sched_path}: no such file: {run_dir} is not the output directory of `paichan run`"
+                           f" or `paichan demo`")
+        problem_path = Path(args.problem) if args.problem else run_dir / "problem.json"
+        if not args.problem and not problem_path.exists():
+            raise CliError(f"{problem_path}: no such file: an older `paichan run` wrote {run_dir} (before runs wrote"
+                           f" problem.json): rerun it, or give --problem PROBLEM.json")
+    elif args.problem:
+        problem_path = Path(args.problem)
+    else:
+        raise CliError(f"{sched_path}: give --problem PROBLEM.json (the problem this schedule solves), or the output"
+                       f" directory of `paichan run` as SCHEDULE")
+    problem = load_problem(problem_path)
+    return problem, problem_path, load_schedule(sched_path, problem), sched_path
+
+
+def _plant_documents(args: argparse.Namespace, problem: Problem, schedule: Schedule) -> dict[str, bytes]:
+    """The B2MML documents of the plants asked for: every plant (--per-plant) or one (--plant)."""
+    docs = write_b2mml_per_plant(problem, schedule, args.version, origin=_origin(args.origin))
+    if args.plant is None:
+        return docs
+    if args.plant not in docs:
+        raise CliError(f"--plant {args.plant}: no operation of {args.schedule} runs in that plant; its plants:"
+                       f" {', '.join(docs)}")
+    return {args.plant: docs[args.plant]}
+
+
+def _write_per_plant(outdir: Path, docs: dict[str, bytes], schedule: Schedule) -> None:
+    """Write OUTDIR/<plant>.xml for each document, with a progress line per file on stderr."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    for plant, data in docs.items():
+        ops = [s for s in schedule.operations if plant_of(s.resource) == plant]
+        path = outdir / f"{plant}.xml"
+        path.write_bytes(data)
+        print(f"wrote {path}: {len(ops)} operation(s) of {len({s.order for s in ops})} order(s)", file=sys.stderr)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    problem = load_problem(Path(args.problem))
-    schedule = _load_schedule(Path(args.schedule))
+    per_plant, plant = getattr(args, "per_plant", None), getattr(args, "plant", None)
+    if per_plant and (args.output or plant):
+        raise CliError("--per-plant OUTDIR writes every plant's file there: give it without --output and --plant")
+    problem, problem_path, schedule, sched_path = _export_inputs(args)
     try:
         report = check(problem, schedule)
     except Exception as e:  # the checker may fail on a schedule that names unknown operations
-        raise CliError(f"{args.schedule}: does not fit {args.problem}: {e}") from e
+        raise CliError(f"{sched_path}: does not fit {problem_path}: {e}") from e
     if not report.ok:
         detail = "\n".join(f"  - {v}" for v in report.violations[:20])
-        raise CliError(f"{args.schedule}: the schedule is not feasible for {args.problem}; not exported:\n{detail}")
+        raise CliError(f"{sched_path}: the schedule is not feasible for {problem_path}; not exported:\n{detail}")
     try:
-        if args.export_format == "b2mml":
+        if per_plant or plant:
+            docs = _plant_documents(args, problem, schedule)
+            if per_plant:
+                _write_per_plant(Path(per_plant), docs, schedule)
+                return 0
+            [data] = docs.values()  # the one plant asked for
+        elif args.export_format == "b2mml":
             data = write_b2mml(problem, schedule, args.version, origin=_origin(args.origin))
         else:
             data = (json.dumps(schedule_json(problem, schedule, origin=_origin(args.origin)), indent=2)
                     + "\n").encode()
     except ExportError as e:
-        raise CliError(f"{args.schedule}: {e}") from e
+        raise CliError(f"{sched_path}: {e}") from e
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_bytes(data)
@@ -184,10 +227,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     for fmt, text in (("b2mml", "XSD-valid B2MML: V0600 ProcessProductionSchedule or V0700 ProcessOperationsSchedule"),
                       ("json", "a dispatch list with absolute UTC times")):
         e = esub.add_parser(fmt, help=text, description=text)
-        e.add_argument("schedule", help="the output of 'paichan solve problem.json --output ...', or a bare Schedule")
-        e.add_argument("--problem", required=True, help="the problem.json the schedule solves")
+        e.add_argument("schedule", help="the output of 'paichan solve problem.json --output ...', a bare Schedule, a"
+                                        " `paichan run` schedule.json, or the output directory of `paichan run`")
+        e.add_argument("--problem", help="the problem.json the schedule solves (default for a run's output"
+                                         " directory: its problem.json)")
         if fmt == "b2mml":
             e.add_argument("--version", choices=["0600", "0700"], default="0700")
+            e.add_argument("--plant", help="only the operations on this plant's machines (plant/line/machine ids)")
+            e.add_argument("--per-plant", metavar="OUTDIR", help="write one document per plant, OUTDIR/<plant>.xml")
         e.add_argument("--output", help="write here (default: stdout)")
         e.add_argument("--origin", help="date-time of time 0 when the problem has no origin (ISO-8601)")
         e.set_defaults(func=_reporting(cmd_export))

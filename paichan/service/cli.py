@@ -212,8 +212,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     kpis = write_run(out, result)
     print(json.dumps({k: kpis.get(k) for k in ("feasible", "weighted_tardiness", "makespan", "late_orders",
                                                "total_tardiness", "messages", "wall_time_s")}))
-    print(f"wrote {out / 'schedule.json'}, {out / 'kpis.json'}, {out / 'negotiations.jsonl'}, {out / 'gantt.html'}",
-          file=sys.stderr)
+    print(f"wrote {out / 'problem.json'}, {out / 'schedule.json'}, {out / 'kpis.json'}, "
+          f"{out / 'negotiations.jsonl'}, {out / 'gantt.html'}", file=sys.stderr)
     return 0 if kpis["feasible"] else 1
 
 
@@ -288,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     sc.set_defaults(func=cmd_schema)
     r = sub.add_parser("run", help="run a scenario: agents on Ray over Redis (or --centralised)")
     r.add_argument("scenario", help="scenario YAML (see scenarios/ and `paichan scenario-schema`)")
-    r.add_argument("--output", required=True, help="directory for schedule.json, kpis.json, negotiations.jsonl, "
-                   "gantt.html")
+    r.add_argument("--output", required=True, help="directory for problem.json, schedule.json, kpis.json, "
+                   "negotiations.jsonl, gantt.html")
     r.add_argument("--centralised", action="store_true", help="solve as one CP-SAT problem instead")
     r.add_argument("--time-limit", type=float, default=60.0, help="centralised solve time (s)")
     r.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for the agents after this (s)")
