@@ -52,7 +52,8 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 class Svc:
     """A running service, its HTTP client, and the clock it reads (minutes after ORIGIN)."""
 
-    def __init__(self, start: tuple[Problem, Schedule], url: str, name: str, auto: bool, outbox: Path) -> None:
+    def __init__(self, start: tuple[Problem, Schedule], url: str, name: str, auto: bool, outbox: Path,
+                 auto_release: int = 0) -> None:
         self.minutes = 30
         cfg = ServiceConfig(
             name=name,
@@ -60,7 +61,7 @@ class Svc:
                      ClientConfig(name="vic", key=VIEWER["authorization"][7:], role="viewer"),
                      ClientConfig(name="mes-hall", key=MES["authorization"][7:], role="mes")],
             webhooks={"secrets": [SECRET]},
-            replanning=ReplanConfig(auto=auto, time_limit=2.0, freeze_minutes=10),
+            replanning=ReplanConfig(auto=auto, time_limit=2.0, freeze_minutes=10, auto_release_max_moves=auto_release),
         )
         self.service = PlanService(start[0], start[1], cfg, url, clock=lambda: ORIGIN + timedelta(minutes=self.minutes),
                                    outbox=outbox)
@@ -90,7 +91,8 @@ class Svc:
 def svc(request: pytest.FixtureRequest, start: tuple[Problem, Schedule], redis_url: str,
         tmp_path: Path) -> Iterator[Svc]:
     marker = request.node.get_closest_marker("auto")
-    s = Svc(start, redis_url, f"t{abs(hash(request.node.name)) % 10**8}", marker is not None, tmp_path / "outbox")
+    s = Svc(start, redis_url, f"t{abs(hash(request.node.name)) % 10**8}", marker is not None, tmp_path / "outbox",
+            auto_release=marker.kwargs.get("release", 0) if marker else 0)
     yield s
     s.close()
 
@@ -261,3 +263,31 @@ def test_new_orders_enter_the_plan(svc: Svc, start: tuple[Problem, Schedule]) ->
                                 .json()["proposal"]).schedule
     assert {"RUSH1/0", "RUSH1/1"} <= {s.operation for s in plan.operations}
     assert check(svc.service.problem, plan).ok
+
+
+@pytest.mark.auto(release=1000)
+def test_auto_release_rule(svc: Svc, start: tuple[Problem, Schedule]) -> None:
+    """Automatic repairs with no order later than due are released by the rule (the planner is not asked
+    about a machine that reports it is fine); those that make an order later than due wait for the planner."""
+    svc.minutes = 0  # nothing of the plan is overdue yet
+    machine = _busiest_machine(start[1], 40)
+    assert svc.push(_event("ok1", 0, machine=machine, state="available")).status_code == 202
+    first = svc.wait_jobs()
+    assert svc.service.released.version == 2, [(j["status"], j["error"], j["notes"]) for j in first]
+    assert svc.service.released.released_by.startswith("auto-release")
+    svc.minutes = 30
+    before = svc.service.r.hlen(svc.service.k("replans"))
+    assert svc.push(_event("dn1", 29, machine=machine, state="down")).status_code == 202
+    deadline = time.monotonic() + 20
+    while svc.service.r.hlen(svc.service.k("replans")) == before:  # the applier submits the line's repair
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    jobs = svc.wait_jobs()
+    props = [svc.service.proposal(j["proposal"]) for j in jobs if j["proposal"]]
+    assert len(props) >= 2, [(j["status"], j["error"], j["notes"]) for j in jobs]
+    for p in props:
+        if p.diff.tardiness_worse or len(p.diff.moved) >= 1000:
+            assert p.status in ("proposed", "superseded"), p.summary()
+        else:
+            assert p.status in ("released", "superseded") and (p.status == "superseded" or (
+                p.decided_by or "").startswith("auto-release")), p.summary()

@@ -410,6 +410,14 @@ class PlanService:
 
             result = solve(rp, SolveParams(time_limit=job.spec.time_limit, reference=released.schedule, workers=2),
                            on_solution)
+            if result.schedule is None and job.spec.freeze_minutes and jid not in self.cancelled:
+                spec = job.spec.model_copy(update={"freeze_minutes": 0})
+                rp, notes = repair_problem(problem, released.schedule, pins, now, spec, self.clock,
+                                           self.config.replanning.stability)
+                job.notes = [*notes, f"no plan keeps the {job.spec.freeze_minutes}-minute freeze window "
+                                     "(the shop floor moved on): planned again without it"]
+                result = solve(rp, SolveParams(time_limit=job.spec.time_limit, reference=released.schedule,
+                                               workers=2), on_solution)
             if jid in self.cancelled:
                 return self.job(jid)
             if result.schedule is None:

@@ -23,7 +23,9 @@ from paichan.checker import check
 from paichan.domain import (
     KPIs,
     ObjectiveName,
+    Operation,
     OperationStatus,
+    Order,
     Pin,
     Predecessor,
     Problem,
@@ -166,6 +168,26 @@ class RepairSpec(BaseModel):
         return self
 
 
+def _preds(order: Order, op: Operation) -> list[Predecessor]:
+    """The operation's predecessors, the implicit "previous operation of the order" made explicit."""
+    if op.predecessors is not None:
+        return op.predecessors
+    k = next(i for i, x in enumerate(order.operations) if x.id == op.id)
+    return [Predecessor(operation=order.operations[k - 1].id)] if k > 0 else []
+
+
+def _shop_floor_busy(p: Problem) -> dict[str, list[tuple[int, int]]]:
+    """Per machine, the time started and done work occupies (a started one at least until now)."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for _, op in p.operations():
+        if op.status == OperationStatus.PLANNED or op.actual is None:
+            continue
+        run = max((m.duration for m in op.modes if m.resource == op.actual.resource), default=0)
+        end = op.actual.end if op.actual.end is not None else max(op.actual.start + run, p.now + 1)
+        out.setdefault(op.actual.resource, []).append((op.actual.start, end))
+    return out
+
+
 def _fits(problem: Problem, resource: str, start: int, end: int) -> bool:
     """The released place still lies clear of the machine's breakdowns (a frozen place on a broken machine moves)."""
     res = next((r for r in problem.resources if r.id == resource), None)
@@ -188,6 +210,8 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
     rel = released.by_operation()
     notes: list[str] = []
     orders = {op.id: o for o, op in p.operations()}
+    ops_by_id = {op.id: op for _, op in p.operations()}
+    margin = {r.id: max([r.default_setup, *(x.time for x in r.setups)]) for r in p.resources}
 
     def place(op_id: str, resource: str, start: int, why: str) -> None:
         order, op = orders[op_id], next(x for x in orders[op_id].operations if x.id == op_id)
@@ -206,14 +230,31 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
                 r.resource, spec.scope, spec.target)):
             local = [m for m in op.modes if in_scope(m.resource, spec.scope, spec.target)]
             op.modes = local or op.modes  # a local repair keeps the line's (plant's) work on its machines
-        if op.status != OperationStatus.PLANNED or r is None or r.start < p.now:
+    # automatic pins, in released start order, only where they still hold: clear of breakdowns and of
+    # started/done work on the machine, and after every predecessor that is itself fixed or kept
+    busy = _shop_floor_busy(p)
+    kept_end: dict[str, int] = {}
+    for _, op in p.operations():
+        if op.status != OperationStatus.PLANNED and op.actual is not None:
+            run = max((m.duration for m in op.modes if m.resource == op.actual.resource), default=0)
+            kept_end[op.id] = op.actual.end if op.actual.end is not None else op.actual.start + run
+    for s in sorted(released.operations, key=lambda s: s.start):
+        op = ops_by_id.get(s.operation)
+        if op is None or op.status != OperationStatus.PLANNED or s.start < p.now:
             continue
-        if not _fits(p, r.resource, r.start, r.end):
+        why = ("freeze window" if s.start < freeze_until else
+               None if in_scope(s.resource, spec.scope, spec.target) else
+               f"outside the {spec.scope} replan of {spec.target}")
+        if why is None or not _fits(p, s.resource, s.start, s.end):
             continue
-        if r.start < freeze_until:
-            place(op.id, r.resource, r.start, "freeze window")
-        elif not in_scope(r.resource, spec.scope, spec.target):
-            place(op.id, r.resource, r.start, f"outside the {spec.scope} replan of {spec.target}")
+        gap = margin[s.resource]
+        if any(a - gap < s.end and s.start < b + gap for a, b in busy.get(s.resource, ())):
+            continue  # the shop floor has something else on this machine now
+        preds = _preds(orders[op.id], op)
+        if all(q.operation in kept_end and kept_end[q.operation] + q.min_lag <= s.start for q in preds):
+            place(op.id, s.resource, s.start, why)
+            if op.pin is not None:
+                kept_end[op.id] = s.end
 
     for pin in pins:
         if pin.kind == "operation" and pin.operation in orders:
