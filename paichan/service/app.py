@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from paichan.adapters.b2mml import B2MMLError
+from paichan.adapters.b2mml_write import plant_of
 from paichan.adapters.mes import WebhookPayloadError, parse_webhook_batch
 from paichan.adapters.performance import parse_performance
 from paichan.adapters.webhooks import WebhookVerificationError, verify
@@ -232,7 +233,7 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
                                             "released_at": rel.released_at.isoformat()}
         if format == "b2mml":
             return Response(service.plan_b2mml(schedule, b2mml_version, plant), media_type="application/xml")
-        ops = [s for s in schedule.operations if plant is None or s.resource.split("/")[0] == plant]
+        ops = [s for s in schedule.operations if plant is None or plant_of(s.resource) == plant]
         return {**meta, "origin": service.clock.origin.isoformat(), "time_unit": service.problem.time_unit,
                 "operations": [s.model_dump() for s in ops]}
 

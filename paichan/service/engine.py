@@ -35,7 +35,7 @@ import httpx
 import redis
 from pydantic import BaseModel, Field
 
-from paichan.adapters.b2mml_write import write_b2mml
+from paichan.adapters.b2mml_write import plant_of, write_b2mml, write_b2mml_per_plant
 from paichan.adapters.webhooks import signed_headers
 from paichan.checker import check
 from paichan.domain import KPIs, OperationStatus, Order, Problem, Schedule, find_problems
@@ -52,7 +52,6 @@ from paichan.service.planning import (
     line_of,
     original_modes,
     pin_findings,
-    plant_of,
     repair_problem,
 )
 from paichan.solver import SolveParams, solve
@@ -597,20 +596,13 @@ class PlanService:
 
     def plan_b2mml(self, schedule: Schedule, version: Literal["0600", "0700"], plant: str | None) -> bytes:
         """The plan as XSD-valid B2MML, for one plant (its machines' operations) or all."""
-        problem = self.problem
-        if plant is not None:
-            keep = {s.operation for s in schedule.operations if plant_of(s.resource) == plant}
-            if not keep:
-                raise ServiceError(404, f"plant: no operation of the plan runs in plant '{plant}'")
-            schedule = Schedule(problem=schedule.problem, operations=[s for s in schedule.operations
-                                                                      if s.operation in keep])
-            orders = []
-            for o in problem.orders:
-                ops = [op for op in o.operations if op.id in keep]
-                if ops:
-                    orders.append(o.model_copy(update={"operations": ops}))
-            problem = problem.model_copy(update={"orders": orders})
-        return write_b2mml(problem, schedule, version, origin=self.clock.origin)
+        if plant is None:
+            return write_b2mml(self.problem, schedule, version, origin=self.clock.origin)
+        docs = write_b2mml_per_plant(self.problem, schedule, version, origin=self.clock.origin)
+        if plant not in docs:
+            raise ServiceError(404, f"plant: no operation of the plan runs in plant '{plant}' "
+                                    f"(plants: {', '.join(docs)})")
+        return docs[plant]
 
     # ------------------------------------------------------------------ pins and brake
 

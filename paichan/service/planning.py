@@ -19,6 +19,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from paichan.adapters.b2mml_write import plant_of
 from paichan.checker import check
 from paichan.domain import (
     KPIs,
@@ -34,11 +35,6 @@ from paichan.domain import (
 
 Scope = Literal["line", "plant", "all"]
 _UNIT = {"minute": timedelta(minutes=1), "second": timedelta(seconds=1), "hour": timedelta(hours=1)}
-
-
-def plant_of(resource: str) -> str:
-    """Plant of a machine id ``plant/line/machine`` (ids without ``/`` belong to plant ``default``)."""
-    return resource.split("/")[0] if "/" in resource else "default"
 
 
 def line_of(resource: str) -> str:
@@ -239,9 +235,10 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
             run = max((m.duration for m in op.modes if m.resource == op.actual.resource), default=0)
             kept_end[op.id] = op.actual.end if op.actual.end is not None else op.actual.start + run
     for s in sorted(released.operations, key=lambda s: s.start):
-        op = ops_by_id.get(s.operation)
-        if op is None or op.status != OperationStatus.PLANNED or s.start < p.now:
+        planned = ops_by_id.get(s.operation)
+        if planned is None or planned.status != OperationStatus.PLANNED or s.start < p.now:
             continue
+        op = planned
         why = ("freeze window" if s.start < freeze_until else
                None if in_scope(s.resource, spec.scope, spec.target) else
                f"outside the {spec.scope} replan of {spec.target}")
