@@ -291,3 +291,24 @@ def test_auto_release_rule(svc: Svc, start: tuple[Problem, Schedule]) -> None:
         else:
             assert p.status in ("released", "superseded") and (p.status == "superseded" or (
                 p.decided_by or "").startswith("auto-release")), p.summary()
+
+
+def test_b2mml_orders_enter_the_plan(svc: Svc, start: tuple[Problem, Schedule]) -> None:
+    """An ERP sends a B2MML schedule: a paichan export of one order, renamed, comes in as a new order."""
+    from paichan.adapters import write_b2mml
+
+    problem, plan = start
+    order = problem.orders[0]
+    one = problem.model_copy(update={"orders": [order]})
+    sub = Schedule(problem=plan.problem, operations=[s for s in plan.operations if s.order == order.id])
+    xml = write_b2mml(one, sub, "0600", origin=ORIGIN).decode().replace(order.id, "ERP77")
+    r = svc.http.post("/orders", content=xml.encode(), headers={**PLANNER, "content-type": "application/xml"})
+    assert r.status_code == 202, r.text
+    assert r.json()["added"] == ["ERP77"]
+    svc.wait_jobs()
+    prop = svc.service.proposal(svc.http.get(f"/replans/{r.json()['replan']}", headers=PLANNER).json()["proposal"])
+    assert {f"ERP77/{k}" for k in range(len(order.operations))} <= {s.operation for s in prop.schedule.operations}
+    assert check(svc.service.problem, prop.schedule).ok
+    bad = xml.replace("P1/", "P9/").replace("P2/", "P9/")
+    r = svc.http.post("/orders", content=bad.encode(), headers={**PLANNER, "content-type": "application/xml"})
+    assert r.status_code == 422 and "unknown machine" in r.json()["detail"], r.text

@@ -9,7 +9,9 @@ and 4xx answers that name the field at fault.
 import asyncio
 import hmac
 import json
+import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
@@ -17,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from paichan.adapters import ImportOptions, import_files
 from paichan.adapters.b2mml import B2MMLError
 from paichan.adapters.b2mml_write import plant_of
 from paichan.adapters.mes import WebhookPayloadError, parse_webhook_batch
@@ -44,6 +47,29 @@ class DecisionBody(BaseModel):
 
 class BrakeBody(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
+
+
+def _b2mml_orders(body: bytes, service: PlanService) -> list[Order]:
+    """The orders of a B2MML schedule body, on the service's time axis; 422 naming the record when unusable."""
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "orders.xml"
+        path.write_bytes(body)
+        unit = service.problem.time_unit
+        res = import_files([path], ImportOptions(origin=service.clock.origin, name="orders",
+                                                 time_unit=unit if unit in ("minute", "second", "hour") else "minute"))
+    if res.report.rejected:
+        raise ServiceError(422, "; ".join(f"{i.record}{' (' + i.where + ')' if i.where else ''}: {i.message}"
+                                          for i in res.report.rejected[:10]))
+    if not res.problem.orders:
+        raise ServiceError(422, "body: no ProductionRequest/OperationsRequest with operations in this document")
+    known = {r.id for r in service.problem.resources}
+    for o in res.problem.orders:
+        for op in o.operations:
+            unknown = sorted({m.resource for m in op.modes} - known)
+            if unknown:
+                raise ServiceError(422, f"orders[{o.id}].operations[{op.id}].EquipmentID: unknown machine(s) "
+                                        f"{', '.join(unknown)}")
+    return res.problem.orders
 
 
 def _problem(status: int, message: str, **extra: Any) -> JSONResponse:
@@ -154,9 +180,15 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
 
     @app.post("/orders", status_code=202, response_model=None)
     async def post_orders(request: Request, who: Plan) -> dict[str, Any] | JSONResponse:
-        """ERP push: orders as JSON (one order, a list, or {"orders": [...]}) in paichan's problem format."""
+        """ERP push: orders as JSON (one order, a list, or {"orders": [...]}) in paichan's problem format,
+        or a B2MML ProductionSchedule / OperationsSchedule (V0401/V0600/V0700) whose segments name machines
+        and durations."""
+        body = await request.body()
+        if "xml" in request.headers.get("content-type", "") or body.lstrip().startswith(b"<"):
+            b2mml_orders = await asyncio.to_thread(_b2mml_orders, body, service)
+            return await asyncio.to_thread(service.add_orders, b2mml_orders, who.name)
         try:
-            data = json.loads(await request.body())
+            data = json.loads(body)
         except json.JSONDecodeError as e:
             raise ServiceError(422, f"body: not JSON: {e}") from None
         items = data.get("orders") if isinstance(data, dict) and "orders" in data else data
