@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import redis
 
+from paichan.agents.explain import load_journal
 from paichan.service.common import CliError, load_problem
 from paichan.service.config import ClientConfig, ConfigError, ServiceConfig, load_config
 
@@ -54,6 +55,11 @@ def _redis(workdir: Path) -> Iterator[str]:
         server.stop()
 
 
+def _this_minute() -> datetime:
+    """The plan's time zero when SOURCE has none of its own: now, so that the plan starts now."""
+    return datetime.now(UTC).replace(second=0, microsecond=0)
+
+
 def _has_state(url: str, name: str) -> bool:
     r = redis.Redis.from_url(url)
     return bool(r.exists(f"paichan:svc:{name}:problem") and r.exists(f"paichan:svc:{name}:released"))
@@ -70,8 +76,7 @@ def _starting_plan(source: Path, url: str, workdir: Path, origin: datetime | Non
             sc = load_scenario(source)
         except ScenarioError as e:
             raise CliError(str(e)) from None
-        sc = sc.model_copy(update={"origin": origin or datetime.now(UTC).replace(minute=0, second=0,
-                                                                                  microsecond=0)})
+        sc = sc.model_copy(update={"origin": origin or _this_minute()})
         _say(f"negotiating the starting plan of {source} with the agents ...")
         old = os.environ.get("REDIS_URL")
         os.environ["REDIS_URL"] = url
@@ -89,8 +94,7 @@ def _starting_plan(source: Path, url: str, workdir: Path, origin: datetime | Non
 
     problem = load_problem(source)
     if origin is not None or problem.origin is None:
-        problem = problem.model_copy(update={"origin": origin or datetime.now(UTC).replace(
-            minute=0, second=0, microsecond=0)})
+        problem = problem.model_copy(update={"origin": origin or _this_minute()})
     _say(f"solving the starting plan of {source} ({sum(len(o.operations) for o in problem.orders)} operations, "
          f"{time_limit:g} s) ...")
     res = solve(problem, SolveParams(time_limit=time_limit),
@@ -138,12 +142,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     with _redis(workdir) as url:
+        journal_file = workdir / "negotiations.jsonl"  # the starting plan's negotiation, for /orders/{id}/explain
         if _has_state(url, cfg.name):
             _say(f"resuming the plan kept in Redis (service '{cfg.name}'); {source} is not planned again")
             problem = schedule = None
-            journal: list[dict[str, Any]] = []
+            journal: list[dict[str, Any]] = load_journal(journal_file) if journal_file.is_file() else []
         else:
             problem, schedule, journal = _starting_plan(source, url, workdir, origin, args.time_limit)
+            journal_file.write_text("".join(json.dumps(e) + "\n" for e in journal))
         outbox = Path(cfg.publish.outbox) if cfg.publish.outbox else None
         if outbox is not None and not outbox.is_absolute():
             outbox = workdir / outbox
@@ -257,7 +263,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--config", default=None, help="paichan.toml: clients, webhook secrets, replanning, OPC UA")
     p.add_argument("--workdir", default="paichan-service", help="private Redis data and the B2MML outbox")
-    p.add_argument("--origin", default=None, help="the plan's time zero (default: the current hour for a scenario)")
+    p.add_argument("--origin", default=None,
+                   help="the plan's time zero (default: now, for a scenario or a problem without origin)")
     p.add_argument("--time-limit", type=float, default=30.0, help="seconds for the starting plan of a problem.json")
     p.set_defaults(func=cmd_serve)
     for name, text in (("replan", "ask a running service for a replan and follow it live"),
