@@ -1,0 +1,157 @@
+"""Reliability of ``paichan serve``: nothing a 202 accepted is lost or applied twice.
+
+Real Redis (its own servers where one is killed), real HTTP, the service as a real subprocess
+where the process is killed; every plan passes the independent checker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from paichan.adapters.webhooks import WebhookSecret, signed_headers
+from paichan.agents.scenario import global_problem, small_network
+from paichan.bus.server import EmbeddedRedis, free_port
+from paichan.checker import check
+from paichan.domain import Problem, Schedule
+from paichan.service.app import create_app
+from paichan.service.config import ClientConfig, ReplanConfig, ServiceConfig
+from paichan.service.engine import PlanService
+from paichan.solver import SolveParams, solve
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = WebhookSecret.generate()
+KEYS = {"planner": "planner-key-0123456789", "mes": "mes-key-0123456789ab", "viewer": "viewer-key-0123456789"}
+ORIGIN = (datetime.now(UTC) - timedelta(hours=1)).replace(second=0, microsecond=0)
+
+
+def bearer(role: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {KEYS[role]}"}
+
+
+def config(name: str, **kw: Any) -> ServiceConfig:
+    return ServiceConfig(name=name, clients=[ClientConfig(name=r, key=k, role=r) for r, k in KEYS.items()],  # type: ignore[arg-type]
+                         webhooks={"secrets": [SECRET]}, replanning=ReplanConfig(auto=False),  # type: ignore[arg-type]
+                         publish={"outbox": None}, **kw)  # type: ignore[arg-type]
+
+
+def at(minutes: int) -> str:
+    return (ORIGIN + timedelta(minutes=minutes)).isoformat()
+
+
+def machine_event(eid: str, machine: str, state: str, minute: int, source: str = "mes1") -> dict[str, Any]:
+    return {"event_id": eid, "source": source, "time": at(minute), "machine": machine, "state": state}
+
+
+def post_events(client: TestClient | httpx.Client, events: Any, secret: str = SECRET,
+                headers: dict[str, str] | None = None) -> httpx.Response:
+    body = json.dumps(events).encode()
+    h = {**bearer("mes"), "content-type": "application/json", **signed_headers(secret, body), **(headers or {})}
+    return client.post("/events", content=body, headers=h)
+
+
+def wait_for(what: str, cond: Callable[[], Any], timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def event_keys_in_downtimes(problem: Problem) -> list[str]:
+    """Every event id recorded in a downtime's reason, once per downtime that records it."""
+    out: list[str] = []
+    for r in problem.resources:
+        for d in r.calendar.downtimes:
+            if "[events:" in (d.reason or ""):
+                out += d.reason.rsplit("[events:", 1)[1].rstrip("]").split(";")[0].split(",")
+    return out
+
+
+def floor_state(problem: Problem) -> dict[str, Any]:
+    """What events change: downtimes per machine, status and actuals per operation."""
+    return {
+        "downtimes": {r.id: sorted((d.start, d.end, d.kind.value) for d in r.calendar.downtimes)
+                      for r in problem.resources},
+        "operations": {op.id: (op.status.value, op.actual.model_dump() if op.actual else None)
+                       for _, op in problem.operations()},
+    }
+
+
+@pytest.fixture(scope="module")
+def plant() -> tuple[Problem, Schedule]:
+    sc = small_network(orders=8).model_copy(update={"origin": ORIGIN})
+    problem = global_problem(sc)
+    res = solve(problem, SolveParams(time_limit=3, workers=2))
+    assert res.schedule is not None
+    assert check(problem, res.schedule).ok
+    return problem, res.schedule
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[EmbeddedRedis]:
+    server = EmbeddedRedis(tmp_path / "redis", port=free_port(), appendfsync="always").start()
+    yield server
+    server.kill()
+
+
+# --------------------------------------------------------------------------- 1. Redis killed
+
+
+def test_event_accepted_before_redis_is_killed_is_applied_after_it_restarts(
+        plant: tuple[Problem, Schedule], own_redis: EmbeddedRedis, caplog: pytest.LogCaptureFixture) -> None:
+    problem, schedule = plant
+    svc = PlanService(problem, schedule, config("redis-kill"), own_redis.url)
+    svc.start()
+    raw = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    events, group = svc.k("events"), "applier"
+    caplog.set_level(logging.WARNING, logger="paichan.service")
+    try:
+        c = TestClient(create_app(svc), raise_server_exceptions=False)
+        m1, m2 = "P1/L1/C", "P2/L1/F"
+        with svc.lock:  # the applier may read e1 but cannot store its result: accepted, not applied
+            r1 = post_events(c, machine_event("e1", m1, "down", 40))
+            assert r1.status_code == 202, r1.text
+            wait_for("the applier to read e1", lambda: raw.xpending(events, group)["pending"] == 1)
+            r2 = post_events(c, [machine_event("e2", m2, "held", 45)])  # stays unread in the stream
+            assert r2.status_code == 202, r2.text
+            assert [a["key"] for a in r1.json()["accepted"] + r2.json()["accepted"]] == ["mes1:e1", "mes1:e2"]
+            assert c.get("/events/mes1/e1", headers=bearer("mes")).json()["status"] == "accepted"
+            own_redis.kill()  # kill -9: only the AOF (fsync always) survives
+        time.sleep(1.0)  # the applier's store fails and it backs off
+        assert c.get("/health").status_code == 503
+        down = post_events(c, machine_event("e3", m1, "available", 50))
+        assert down.status_code == 503, (down.status_code, down.text)  # never a 202 that was not stored
+        own_redis.start()  # same port, same dir: the AOF is replayed
+        for eid in ("e1", "e2"):
+            wait_for(f"{eid} applied", lambda eid=eid: c.get(f"/events/mes1/{eid}", headers=bearer("mes"))
+                     .json()["status"] == "applied")
+        assert c.get("/events/mes1/e3", headers=bearer("mes")).status_code == 404
+        assert any("Redis unavailable" in r.getMessage() for r in caplog.records), "the applier never retried"
+        # applied exactly once, and its effect is in the problem (memory and Redis alike)
+        assert raw.xlen(events) == 2
+        assert raw.xpending(events, group)["pending"] == 0
+        stored = Problem.model_validate_json(raw.get(svc.k("problem")))
+        for p in (svc.problem, stored):
+            assert sorted(event_keys_in_downtimes(p)) == ["mes1:e1", "mes1:e2"]
+            by_id = {r.id: r for r in p.resources}
+            assert any(d.kind.value == "breakdown" and d.start == 40 for d in by_id[m1].calendar.downtimes)
+            assert any(d.kind.value == "breakdown" and d.start == 45 for d in by_id[m2].calendar.downtimes)
+        assert check(problem, svc.released.schedule).ok
+    finally:
+        svc.close()
