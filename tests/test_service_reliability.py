@@ -155,3 +155,86 @@ def test_event_accepted_before_redis_is_killed_is_applied_after_it_restarts(
         assert check(problem, svc.released.schedule).ok
     finally:
         svc.close()
+
+
+# --------------------------------------------------------------------------- 2. service process killed
+
+
+def serve(problem_json: Path, workdir: Path, redis_url: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "PAICHAN_API_KEY": KEYS["planner"],
+           "PAICHAN_WEBHOOK_SECRET": SECRET, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "paichan.service.cli", "serve", str(problem_json),
+                             "--port", str(port), "--workdir", str(workdir), "--origin", ORIGIN.isoformat(),
+                             "--time-limit", "2"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"), start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        assert proc.poll() is None, f"paichan serve exited: {log.read_text()[-2000:]}"
+        try:
+            return httpx.get(url + "/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for("paichan serve to be healthy", healthy, timeout=60)
+    return proc, url
+
+
+def test_events_accepted_before_the_service_is_killed_are_applied_once_by_the_next(
+        plant: tuple[Problem, Schedule], own_redis: EmbeddedRedis, tmp_path: Path) -> None:
+    problem, _ = plant
+    (tmp_path / "problem.json").write_text(problem.model_dump_json())
+    log = tmp_path / "serve.log"
+    procs: list[subprocess.Popen[bytes]] = []
+    raw = redis.Redis.from_url(own_redis.url, decode_responses=True)
+    prefix = "paichan:svc:paichan:"
+    try:
+        first, url = serve(tmp_path / "problem.json", tmp_path / "w", own_redis.url, log)
+        procs.append(first)
+        with httpx.Client(base_url=url, timeout=10) as c:
+            plan1 = c.get("/plan", headers={"authorization": f"Bearer {KEYS['planner']}"}).json()
+            # a burst: per machine, down/available pairs in time order; several requests, then kill -9
+            machines = sorted({s["resource"] for s in plan1["operations"]})
+            events = [machine_event(f"b{i}-{j}-{s}", m, s, 5 + 6 * j + (3 if s == "available" else 0))
+                      for j in range(4) for i, m in enumerate(machines) for s in ("down", "available")]
+            accepted: list[str] = []
+            for k in range(0, len(events), 6):
+                r = post_events(c, events[k:k + 6], headers={"authorization": f"Bearer {KEYS['planner']}"})
+                assert r.status_code == 202, r.text
+                accepted += [a["key"] for a in r.json()["accepted"]]
+        first.kill()  # kill -9 right after the last 202
+        first.wait()
+        seen = raw.hgetall(prefix + "events:seen")
+        unapplied = sum(json.loads(v)["status"] == "accepted" for v in seen.values())
+        in_flight = raw.xpending(prefix + "events", "applier")["pending"]  # read by the dead one, not acknowledged
+        print(f"{len(accepted)} accepted, {unapplied} not yet applied ({in_flight} in flight) at the kill")
+        assert len(accepted) == len(events) == len(set(accepted))
+        assert unapplied > 0, "the kill came after every event was applied: nothing left to resume"
+
+        second, url = serve(tmp_path / "problem.json", tmp_path / "w", own_redis.url, log)
+        procs.append(second)
+        text = log.read_text()
+        assert text.count("solving the starting plan") == 1, text[-3000:]  # the second one did not re-plan
+        assert "resuming the plan kept in Redis" in text
+        with httpx.Client(base_url=url, timeout=10, headers={"authorization": f"Bearer {KEYS['planner']}"}) as c:
+            plan2 = c.get("/plan").json()
+            assert plan2["operations"] == plan1["operations"] and plan2["plan_version"] == plan1["plan_version"]
+            for key in accepted:
+                source, eid = key.split(":", 1)
+                wait_for(f"{key} applied", lambda source=source, eid=eid: c.get(f"/events/{source}/{eid}")
+                         .json()["status"] == "applied")
+        # none lost, none applied twice
+        assert raw.xlen(prefix + "events") == len(accepted)
+        assert raw.xpending(prefix + "events", "applier")["pending"] == 0
+        final = Problem.model_validate_json(raw.get(prefix + "problem"))
+        recorded = event_keys_in_downtimes(final)
+        assert sorted(recorded) == sorted(accepted)  # each in exactly one downtime, exactly once
+        assert sum(len(r.calendar.downtimes) for r in final.resources) == len(accepted) // 2
+        schedule = Schedule(operations=plan2["operations"])
+        assert check(problem, schedule).ok
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
