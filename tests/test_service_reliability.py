@@ -29,7 +29,7 @@ from paichan.checker import check
 from paichan.domain import Problem, Schedule
 from paichan.service.app import create_app
 from paichan.service.config import ClientConfig, ReplanConfig, ServiceConfig
-from paichan.service.engine import PlanService
+from paichan.service.engine import EventStatus, PlanService
 from paichan.solver import SolveParams, solve
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -238,3 +238,81 @@ def test_events_accepted_before_the_service_is_killed_are_applied_once_by_the_ne
             if p.poll() is None:
                 p.kill()
                 p.wait()
+
+
+# --------------------------------------------------------------------------- 3. duplicated, reordered
+
+
+def floor_events(schedule: Schedule) -> list[dict[str, Any]]:
+    """A clean stream in time order: two breakdowns (one held, then down) and two operations started and done."""
+    first = sorted((s for s in schedule.operations if s.operation.endswith("/0")), key=lambda s: s.start)[:2]
+    evs = [machine_event("m1", "P1/L1/F", "held", 12), machine_event("m2", "P1/L1/F", "down", 14),
+           machine_event("m3", "P1/L1/F", "available", 31), machine_event("m4", "P2/L1/C", "down", 20),
+           machine_event("m5", "P2/L1/C", "busy", 26)]
+    for n, s in enumerate(first):  # one after the other (they may share a machine)
+        base = {"source": "mes1", "operation": s.operation, "machine": s.resource}
+        evs += [{**base, "event_id": f"o{n}s", "status": "started", "time": at(33 + 9 * n)},
+                {**base, "event_id": f"o{n}d", "status": "done", "time": at(40 + 9 * n)}]
+    return sorted(evs, key=lambda e: e["time"])
+
+
+def run_stream(problem: Problem, schedule: Schedule, url: str, name: str,
+               requests: list[list[dict[str, Any]]]) -> tuple[PlanService, TestClient]:
+    now = ORIGIN + timedelta(minutes=60)
+    svc = PlanService(problem, schedule, config(name), url, clock=lambda: now)
+    svc.r.delete(*[svc.k(k) for k in ("events", "events:seen", "replans", "proposals")])  # a rerun starts clean
+    svc.start()
+    c = TestClient(create_app(svc))
+    for req in requests:
+        r = post_events(c, req)
+        assert r.status_code == 202, r.text
+    keys = sorted({f"{e['source']}:{e['event_id']}" for req in requests for e in req})
+
+    def statuses() -> dict[str, str]:
+        return {k: (svc.event_status(*k.split(":", 1)) or EventStatus(status="accepted")).status for k in keys}
+
+    wait_for(f"{name}: every event handled", lambda: "accepted" not in statuses().values()
+             and svc.r.xpending(svc.k("events"), "applier")["pending"] == 0)
+    assert set(statuses().values()) == {"applied"}, statuses()
+    assert svc.r.xlen(svc.k("events")) == len(keys)  # a duplicate is never appended
+    return svc, c
+
+
+def test_duplicated_and_reordered_streams_give_the_clean_state_and_plan(
+        plant: tuple[Problem, Schedule], redis_server: EmbeddedRedis) -> None:
+    problem, schedule = plant
+    clean = floor_events(schedule)
+    streams = {
+        "clean": [[e] for e in clean],  # one request per event, in time order
+        # every event twice (and the last request a resend of all of them): dedupe in Redis and in the domain
+        "dup": [[e, e] for e in clean[:4]] + [[e] for e in clean[4:]] + [clean[2:6]] + [clean],
+        "reordered": [list(reversed(clean))],  # out of order in one delivery: applied in event-time order
+    }
+    services = {n: run_stream(problem, schedule, redis_server.url, f"rel-{n}-{os.getpid()}", reqs)
+                for n, reqs in streams.items()}
+    try:
+        states = {n: floor_state(svc.problem) for n, (svc, _) in services.items()}
+        assert states["dup"] == states["clean"]
+        assert states["reordered"] == states["clean"]
+        st = states["clean"]
+        assert len(st["downtimes"]["P1/L1/F"]) == len(st["downtimes"]["P2/L1/C"]) == 1
+        assert [v[0] for v in st["operations"].values()].count("done") == 2
+        # a replan on each: checker-clean, and the same optimal objective
+        objectives = {}
+        for n, (svc, c) in services.items():
+            jid = c.post("/replans", json={"scope": "all", "time_limit": 10}, headers=bearer("planner")).json()["id"]
+            job = wait_for(f"{n}: replan done", lambda c=c, jid=jid: (lambda j: j if j["status"] in (
+                "done", "failed") else None)(c.get(f"/replans/{jid}", headers=bearer("planner")).json()))
+            assert job["status"] == "done", job["error"]
+            prop = c.get(f"/proposals/{job['proposal']}?schedule=true", headers=bearer("planner")).json()
+            report = check(svc.problem.model_copy(update={"now": svc.now()}), Schedule.model_validate(prop["schedule"]))
+            assert report.ok, report.violations[:5]
+            took = (datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"]))
+            objectives[n] = (prop["objective"], took.total_seconds())
+        print(objectives)
+        assert len({o for o, _ in objectives.values()}) == 1, objectives
+        # stopped well inside its 10 s: CP-SAT proved the plan optimal, so equal objectives mean equal problems
+        assert all(t < 8 for _, t in objectives.values()), f"not proven optimal: {objectives}"
+    finally:
+        for svc, _ in services.values():
+            svc.close()
