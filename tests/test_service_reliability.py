@@ -316,3 +316,50 @@ def test_duplicated_and_reordered_streams_give_the_clean_state_and_plan(
     finally:
         for svc, _ in services.values():
             svc.close()
+
+
+# --------------------------------------------------------------------------- 4. refusals
+
+
+def test_bad_signatures_roles_bodies_and_sizes_are_refused(
+        plant: tuple[Problem, Schedule], redis_server: EmbeddedRedis) -> None:
+    problem, schedule = plant
+    svc = PlanService(problem, schedule, config(f"rel-refusals-{os.getpid()}", max_body_bytes=20_000),
+                      redis_server.url)
+    svc.r.delete(svc.k("audit"), svc.k("events"), svc.k("events:seen"))
+    c = TestClient(create_app(svc))
+    body = json.dumps(machine_event("x1", "P1/L1/C", "down", 30)).encode()
+    base = {**bearer("mes"), "content-type": "application/json"}
+    signed = signed_headers(SECRET, body)
+    cases = {
+        "tampered": (body.replace(b"down", b"held"), signed),
+        "expired": (body, signed_headers(SECRET, body, timestamp=int(time.time()) - 3600)),
+        "wrong secret": (body, signed_headers(WebhookSecret.generate(), body)),
+        "missing": (body, {}),
+    }
+    for what, (content, sig) in cases.items():
+        r = c.post("/events", content=content, headers={**base, **sig})
+        assert r.status_code == 401, (what, r.status_code, r.text)
+        assert r.json()["detail"].startswith("signature:"), (what, r.text)
+    refused = [a for a in c.get("/audit", headers=bearer("viewer")).json() if a["action"] == "refused"]
+    assert len(refused) == 4 and all(a["details"]["reason"].startswith("signature:") for a in refused), refused
+    assert svc.r.xlen(svc.k("events")) == 0  # nothing refused was appended
+
+    assert c.post("/replans", json={"scope": "all"}, headers=bearer("viewer")).status_code == 403
+    assert c.post("/brake", headers=bearer("mes")).status_code == 403
+    assert c.post("/brake", headers={"authorization": "Bearer not-a-key-at-all"}).status_code == 401
+
+    bad = machine_event("x2", "P1/L1/C", "exploded", 30)
+    r = post_events(c, bad)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "state", r.text
+    r = post_events(c, {"events": [machine_event("x3", "P1/L1/C", "down", 30), bad]})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "events[1].state", r.text
+    assert svc.r.xlen(svc.k("events")) == 0  # a batch with one bad event is refused whole
+
+    big = [machine_event(f"y{i}", "P1/L1/C", "down", 30) for i in range(300)]
+    r = post_events(c, big)
+    assert r.status_code == 413, (r.status_code, r.text[:200])
+    assert svc.r.xlen(svc.k("events")) == 0
+    r = post_events(c, machine_event("ok", "P1/L1/C", "down", 30))  # and a good one still goes through
+    assert r.status_code == 202 and len(r.json()["accepted"]) == 1, r.text
+    assert check(problem, svc.released.schedule).ok
