@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from redis import RedisError
 
 from paichan.adapters import ImportOptions, import_files
 from paichan.adapters.b2mml import B2MMLError
@@ -96,6 +97,12 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
                   for e in exc.errors()]
         text = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
         return _problem(422, text, errors=errors)
+
+    @app.exception_handler(RedisError)
+    async def bus_down(request: Request, exc: RedisError) -> JSONResponse:
+        # Redis away: nothing was stored; 503 tells the sender to retry (a 500 reads as a bug in the request)
+        return JSONResponse(status_code=503, content={"detail": f"redis: unavailable ({exc}); retry"},
+                            headers={"retry-after": "1"})
 
     @app.exception_handler(ServiceError)
     async def refused(request: Request, exc: ServiceError) -> JSONResponse:
