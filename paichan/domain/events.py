@@ -174,6 +174,21 @@ def _reason(text: str, ids: list[str], open_: bool) -> str:
     return f"{text} {_MARK}{quoted}{';open' if open_ else ''}]"
 
 
+def without_event_downtimes(problem: Problem, machines: Iterable[str]) -> Problem:
+    """A copy of ``problem`` in which the named machines have none of the downtimes events made.
+
+    A caller that keeps each machine's events can re-apply them all, in time order, to this copy: the
+    answer then does not depend on the order in which batches arrived (a repair delivered before the
+    breakdown it ends included).
+    """
+    out = problem.model_copy(deep=True)
+    names = set(machines)
+    for r in out.resources:
+        if r.id in names:
+            r.calendar.downtimes = [d for d in r.calendar.downtimes if not _marker(d.reason)[1]]
+    return out
+
+
 def apply_events(
     problem: Problem,
     events: Iterable[MachineStateEvent | OperationProgressEvent],

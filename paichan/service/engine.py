@@ -39,7 +39,13 @@ from paichan.adapters.b2mml_write import plant_of, write_b2mml, write_b2mml_per_
 from paichan.adapters.webhooks import signed_headers
 from paichan.checker import check
 from paichan.domain import KPIs, OperationStatus, Order, Problem, Schedule, find_problems
-from paichan.domain.events import MachineStateEvent, OperationProgressEvent, ShopFloorEvent, apply_events
+from paichan.domain.events import (
+    MachineStateEvent,
+    OperationProgressEvent,
+    ShopFloorEvent,
+    apply_events,
+    without_event_downtimes,
+)
 from paichan.service.config import ServiceConfig
 from paichan.service.planning import (
     Clock,
@@ -278,9 +284,18 @@ class PlanService:
         adapter: TypeAdapter[Event] = TypeAdapter(ShopFloorEvent)
         events = [adapter.validate_json(f["event"]) for _, f in entries]
         keys = {ev.event_id: f["key"] for ev, (_, f) in zip(events, entries, strict=True)}
+        machines = sorted({ev.machine for ev in events if isinstance(ev, MachineStateEvent)})
         with self.lock:
             now = self.now()
-            new, report = apply_events(self.problem, events, now)
+            # a machine's state is its whole event history in time order, whatever order batches came in:
+            # its event-made downtimes are rebuilt from every event it had (the new ones included)
+            history: dict[str, list[Event]] = {}
+            for mid in machines:
+                raw = self.r.hget(self.k("events:machines"), mid)
+                history[mid] = [adapter.validate_python(x) for x in json.loads(raw)] if raw else []
+            replay = [ev for mid in machines for ev in history[mid]]
+            base = without_event_downtimes(self.problem, machines) if replay else self.problem
+            new, report = apply_events(base, [*replay, *events], now)
             statuses: dict[str, EventStatus] = {}
             at = utcnow().isoformat()
             for line in report:
@@ -294,6 +309,11 @@ class PlanService:
                 statuses.setdefault(keys[ev.event_id], EventStatus(status="applied", applied_at=at))
             pipe = self.r.pipeline(transaction=True)
             pipe.set(self.k("problem"), new.model_dump_json())
+            for mid in machines:
+                kept = history[mid] + [ev for ev in events if isinstance(ev, MachineStateEvent)
+                                       and ev.machine == mid
+                                       and statuses[keys[ev.event_id]].status in ("applied", "stale")]
+                pipe.hset(self.k("events:machines"), mid, json.dumps([ev.model_dump(mode="json") for ev in kept]))
             for key, st in statuses.items():
                 pipe.hset(self.k("events:seen"), key, st.model_dump_json())
             pipe.xack(self.k("events"), "applier", *[i for i, _ in entries])

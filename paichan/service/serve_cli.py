@@ -149,7 +149,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             journal: list[dict[str, Any]] = load_journal(journal_file) if journal_file.is_file() else []
         else:
             problem, schedule, journal = _starting_plan(source, url, workdir, origin, args.time_limit)
-            journal_file.write_text("".join(json.dumps(e) + "\n" for e in journal))
+            if journal:
+                journal_file.write_text("".join(json.dumps(e) + "\n" for e in journal))
         outbox = Path(cfg.publish.outbox) if cfg.publish.outbox else None
         if outbox is not None and not outbox.is_absolute():
             outbox = workdir / outbox
