@@ -287,7 +287,8 @@ def _horizon(problem: Problem, ops: list[COp], topo: list[int]) -> tuple[int, di
     """
     planned = [c for c in ops if not c.fixed]
     base = max([problem.now] + [o.release for o in problem.orders] + [c.fixed_end or 0 for c in ops])
-    base = max(base, _material_ready(problem, planned))
+    # pinned work consumes too (started/done work has no materials left): all of it counts for the material date
+    base = max(base, _material_ready(problem, [c for c in ops if c.materials]))
     max_setup = max(
         [r.default_setup for r in problem.resources] + [s.time for r in problem.resources for s in r.setups] + [0]
     )
