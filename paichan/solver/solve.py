@@ -33,6 +33,10 @@ LARGE_MODEL = 200_000
 #: the full model is stopped after this share of the time limit (at least STALL_MIN_S) without improving
 STALL_SHARE = 0.5
 STALL_MIN_S = 10.0
+#: seconds to build the full model per literal of ModelBuilder.estimate() (measured 80-130 us on rich factory
+#: problems); a model that would take most of the time left to build is not built (LNS windows instead)
+BUILD_S_PER_LITERAL = 100e-6
+BUILD_SHARE = 0.8
 
 
 def solve(problem: Problem, params: SolveParams | None = None, on_solution: Callback | None = None) -> SolveResult:
@@ -180,12 +184,7 @@ def precheck(cp: CProblem) -> list[str]:
 def _build_full(cp: CProblem, objective: Objective, progress: Progress,
                 stage: ObjectiveName | None, fixed_terms: list[tuple[ObjectiveName, int]]) -> Built:
     """The whole problem as one model, hinted with the incumbent."""
-    horizon = cp.horizon
-    if objective.terms() == [ObjectiveName.MAKESPAN] and progress.best_values is not None:
-        horizon = progress.best_values[ObjectiveName.MAKESPAN]  # nothing later is worth finding
-    ub = None
-    if stage is None and progress.best_values is not None:
-        ub = end_bounds(cp, objective, evaluate.scalar(objective, progress.best_values))
+    horizon, ub = _cut(cp, objective, progress, stage)
     built = ModelBuilder(cp, horizon, reference=progress.reference, ub=ub).build()
     for term, value in fixed_terms:
         built.model.add(built.terms[term] <= value)
@@ -196,6 +195,18 @@ def _build_full(cp: CProblem, objective: Objective, progress: Progress,
     if progress.best is not None:
         add_hint(built, cp, progress.best)
     return built
+
+
+def _cut(cp: CProblem, objective: Objective, progress: Progress,
+         stage: ObjectiveName | None) -> tuple[int, list[int] | None]:
+    """The horizon and per-operation latest ends the incumbent allows (nothing later can be better)."""
+    horizon = cp.horizon
+    if objective.terms() == [ObjectiveName.MAKESPAN] and progress.best_values is not None:
+        horizon = progress.best_values[ObjectiveName.MAKESPAN]  # nothing later is worth finding
+    ub = None
+    if stage is None and progress.best_values is not None:
+        ub = end_bounds(cp, objective, evaluate.scalar(objective, progress.best_values))
+    return horizon, ub
 
 
 def _monolithic(cp: CProblem, objective: Objective, progress: Progress, params: SolveParams, deadline: float,
@@ -250,6 +261,15 @@ def _full_then_lns(cp: CProblem, objective: Objective, progress: Progress, param
     least 10 s, counted from its first solution), and LNS windows take the rest of the time. Above ``LARGE_MODEL``
     variables the full model is skipped.
     """
+    horizon, ub = _cut(cp, objective, progress, None)
+    estimate = ModelBuilder(cp, horizon, reference=progress.reference, ub=ub).estimate()
+    left = deadline - time.monotonic()
+    if estimate * BUILD_S_PER_LITERAL > BUILD_SHARE * left:  # e.g. a repair with a sub-second limit
+        stats["full_skipped"] = f"about {estimate} literals, {estimate * BUILD_S_PER_LITERAL:.1f} s to build"
+        stats["method"] = "lns"
+        if left > 0.05 and progress.best is not None:
+            improve(cp, objective, progress, params, deadline, stats)
+        return SolveStatus.FEASIBLE if progress.best is not None else SolveStatus.UNKNOWN
     built = _build_full(cp, objective, progress, None, [])
     proto = built.model.Proto()
     size = len(proto.variables)
