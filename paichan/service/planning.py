@@ -23,11 +23,14 @@ from paichan.checker import check
 from paichan.domain import (
     KPIs,
     ObjectiveName,
+    Operation,
     OperationStatus,
+    Order,
     Pin,
     Predecessor,
     Problem,
     Schedule,
+    ScheduledOperation,
 )
 
 Scope = Literal["line", "plant", "all"]
@@ -214,6 +217,7 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
             place(op.id, r.resource, r.start, "freeze window")
         elif not in_scope(r.resource, spec.scope, spec.target):
             place(op.id, r.resource, r.start, f"outside the {spec.scope} replan of {spec.target}")
+    _unpin_after_moving(p, rel, notes)
 
     for pin in pins:
         if pin.kind == "operation" and pin.operation in orders:
@@ -236,6 +240,52 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
         weights.setdefault(ObjectiveName.STABILITY, stability)
         p.objective = p.objective.model_copy(update={"weights": weights})
     return p, notes
+
+
+def _unpin_after_moving(p: Problem, rel: dict[str, ScheduledOperation], notes: list[str]) -> None:
+    """Free the freeze-window and out-of-scope pins that follow work which cannot keep its released end.
+
+    A pin holds an operation at its released start, which was computed from its predecessors'
+    released ends. When a predecessor must move (it is planned again: its released start has
+    passed, a breakdown covers it, it is in scope) or ran differently (started elsewhere or at
+    another time, finished later than released), the pin would demand a start before that
+    predecessor can end: the repair problem is infeasible. Such an operation, and in turn its
+    successors, is planned again instead. Planners' pins are applied afterwards and kept.
+    """
+    ops = {op.id: (o, op) for o, op in p.operations()}
+
+    def preds(order: Order, op: Operation) -> list[str]:
+        if op.predecessors is not None:
+            return [x.operation for x in op.predecessors]
+        k = next(i for i, x in enumerate(order.operations) if x.id == op.id)
+        return [order.operations[k - 1].id] if k > 0 else []
+
+    def moves(op_id: str) -> bool:
+        _, op = ops[op_id]
+        r = rel.get(op_id)
+        if op.status == OperationStatus.PLANNED:
+            return op.pin is None or r is None or op.pin.start != r.start or op.pin.resource != r.resource
+        a = op.actual
+        if r is None or a is None:
+            return False
+        if a.resource != r.resource or a.start != r.start:
+            return True
+        return a.end is not None and a.end > r.end
+
+    freed = 0
+    changed = True
+    while changed:
+        changed = False
+        for order, op in ops.values():
+            if op.status != OperationStatus.PLANNED or op.pin is None:
+                continue
+            if any(q in ops and moves(q) for q in preds(order, op)):
+                op.pin = None
+                freed += 1
+                changed = True
+    if freed:
+        notes.append(f"{freed} operation(s) in the freeze window or outside the scope follow work that cannot keep "
+                     "its released end; they are planned again")
 
 
 def original_modes(problem: Problem, repaired: Problem, schedule: Schedule) -> Schedule:
