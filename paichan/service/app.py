@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from paichan.adapters.b2mml import B2MMLError
 from paichan.adapters.mes import WebhookPayloadError, parse_webhook_batch
@@ -49,6 +50,23 @@ def _problem(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": message, **extra})
 
 
+class _LimitSize:
+    """413 for a declared body above the limit, before anything reads it (plain ASGI: Starlette's
+    ``@app.middleware("http")`` wraps every request in extra tasks and streams)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+            if length is not None and length.isdigit() and int(length) > self.limit:
+                resp = _problem(413, f"body: {length.decode()} bytes is above the limit of {self.limit}")
+                await resp(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
     """The API over one running :class:`PlanService`; ``ready`` adds what /health reports about the agents."""
     cfg: ServiceConfig = service.config
@@ -56,12 +74,7 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
     app = FastAPI(title="paichan live planning service", version="1",
                   description="MES events in, replans as jobs, proposals to release, plans out as B2MML.")
 
-    @app.middleware("http")
-    async def limit_size(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > cfg.max_body_bytes:
-            return _problem(413, f"body: {length} bytes is above the limit of {cfg.max_body_bytes}")
-        return await call_next(request)
+    app.add_middleware(_LimitSize, limit=cfg.max_body_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def unprocessable(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -74,15 +87,18 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
     async def refused(request: Request, exc: ServiceError) -> JSONResponse:
         return _problem(exc.status, str(exc))
 
-    def caller(action: str) -> Callable[[Request, str | None], Caller]:
-        def dep(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    def caller(action: str) -> Callable[[Request, str | None], Awaitable[Caller]]:
+        # async: a plain def dependency costs a thread-pool round trip on every request
+        async def dep(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
             token = (authorization or "").removeprefix("Bearer ").strip()
             who = next((c for k, c in keys.items() if token and hmac.compare_digest(k, token)), None)
             if who is None:
-                service.audit("refused", "anonymous", path=request.url.path, reason="missing or unknown API key")
+                await asyncio.to_thread(service.audit, "refused", "anonymous", path=request.url.path,
+                                        reason="missing or unknown API key")
                 raise ServiceError(401, "authorization: missing or unknown API key (Authorization: Bearer KEY)")
             if who.role not in ROLES[action]:
-                service.audit("refused", who.name, path=request.url.path, reason=f"role {who.role} may not {action}")
+                await asyncio.to_thread(service.audit, "refused", who.name, path=request.url.path,
+                                        reason=f"role {who.role} may not {action}")
                 raise ServiceError(403, f"role '{who.role}' may not do this ({request.method} {request.url.path})")
             return who
         return dep
