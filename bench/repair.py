@@ -265,8 +265,9 @@ class Runner:
         self.t = t0
         self.dir = Path(".bench-redis") / f"repair-{uuid.uuid4().hex[:6]}"
         self.server = EmbeddedRedis(self.dir, appendfsync="always").start()
-        cfg = ServiceConfig(name="bench-" + "".join(c if c.isalnum() else "-" for c in name), replanning=ReplanConfig(
-            auto=True, time_limit=args.time_limit, freeze_minutes=30), publish=PublishConfig(outbox=None))
+        replanning = ReplanConfig(auto=True, time_limit=args.time_limit, freeze_minutes=30, stability=args.stability)
+        cfg = ServiceConfig(name="bench-" + "".join(c if c.isalnum() else "-" for c in name), replanning=replanning,
+                            publish=PublishConfig(outbox=None))
         origin = problem.origin or datetime(2026, 11, 23, tzinfo=UTC)
         self.origin = origin if origin.tzinfo else origin.replace(tzinfo=UTC)
         self.svc = PlanService(problem, schedule, cfg, self.server.url, clock=self.clock)
@@ -550,12 +551,14 @@ def machine_state() -> str:
 
 def report(plans: list[dict[str, Any]], args: argparse.Namespace) -> str:
     out = ["# Live repair: event to checker-verified proposal", "",
-           f"Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Replan time limit {args.time_limit:g} s (orders: 5 s, "
-           "the service's rule), freeze 30 min, embedded Redis with appendfsync always, solver workers=2. "
+           f"Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC. Replan time limit as listed per run (orders: at least "
+           "5 s, the service's rule), freeze 30 min, embedded Redis with appendfsync always, solver workers=2. "
            "Definitions: the module docstring of `bench/repair.py`. Runs (each plan: command, wall time, machine "
            "state when it started):", ""]
     for pl in plans:
-        out.append(f"* {pl['name']}: `{pl.get('command', '').strip()}`, {pl.get('wall_min')} min; "
+        out.append(f"* {pl['name']}: `{pl.get('command', '').strip()}` "
+                   f"({pl.get('settings', f'replan time limit {args.time_limit:g} s, stability weight 1')}), "
+                   f"{pl.get('wall_min')} min; "
                    f"{pl.get('machine')}")
     out += ["",
            "| plan | operations | lines | starting plan (status, objective, s) | events | latency p50 s | "
@@ -636,6 +639,11 @@ def main() -> int:
     ap.add_argument("--baselines", type=int, default=1, help="events per plan compared with a from-scratch solve")
     ap.add_argument("--baseline-limit", type=float, default=30.0)
     ap.add_argument("--quick", action="store_true", help="smoke run: 500 operations, 6 events, 5 s baseline")
+    ap.add_argument("--stability", type=int, default=1,
+                    help="the service's replanning.stability weight (its default: 1)")
+    ap.add_argument("--decompose", action="store_true",
+                    help="experiment: the service's replans solve with decompose=True (LNS windows, no full model)")
+    ap.add_argument("--label", default="", help="suffix of the plan names in the table (for experiments)")
     ap.add_argument("--budget", type=float, default=150.0,
                     help="seconds per plan after which no further event is sent (the events column shows how many)")
     ap.add_argument("--append", action="store_true", help="add to (or replace by name) the plans in --out's .json")
@@ -649,6 +657,10 @@ def main() -> int:
     plans: list[dict[str, Any]] = []
     if args.append and out.with_suffix(".json").exists():
         plans = json.loads(out.with_suffix(".json").read_text())
+    if args.decompose:
+        def lns_only(p: Problem, params: SolveParams | None = None, cb: Any = None) -> Any:
+            return solve(p, (params or SolveParams()).model_copy(update={"decompose": True}), cb)
+        engine.solve = lns_only  # type: ignore[assignment]
     phases = Phases()
     todo: list[tuple[str, Callable[[], Problem]]] = [(f"line plan {n}", partial(line_plan, n)) for n in args.sizes]
     if args.network:
@@ -657,9 +669,12 @@ def main() -> int:
         for name, make in todo:
             t = time.monotonic()
             state = machine_state()
+            name += f" {args.label}" if args.label else ""
             plan = run_plan(name, make(), args, phases)
             plan["machine"], plan["wall_min"] = state, round((time.monotonic() - t) / 60, 1)
             plan["command"] = "python -m bench.repair " + " ".join(sys.argv[1:])
+            plan["settings"] = (f"replan time limit {args.time_limit:g} s, stability weight {args.stability}"
+                                + (", decompose=True" if args.decompose else ""))
             plans = [p for p in plans if p["name"] != name] + [plan]
             text = report(plans, args)
             out.write_text(text)  # after every plan: a long run stopped early keeps what it measured
