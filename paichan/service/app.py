@@ -27,7 +27,7 @@ from paichan.domain import Order
 from paichan.domain.errors import field_path
 from paichan.domain.events import MachineStateEvent, OperationProgressEvent
 from paichan.service.config import Role, ServiceConfig
-from paichan.service.engine import PlanService, ServiceError
+from paichan.service.engine import Event, PlanService, ServiceError
 from paichan.service.planning import PinRequest, RepairSpec, explain_order
 
 ROLES: dict[str, set[Role]] = {"push": {"mes", "planner"}, "plan": {"planner"}, "read": {"planner", "viewer"}}
@@ -67,6 +67,50 @@ class _LimitSize:
         await self.app(scope, receive, send)
 
 
+class _GroupCommit:
+    """Concurrent ``POST /events`` share one durable append (group commit).
+
+    With ``appendfsync always`` every append waits for an fsync; one Lua call per request also
+    costs a thread hand-off and a Redis round trip each. Here one call is in flight at a time, and
+    the requests that arrive meanwhile go together in the next one: under load each fsync covers
+    many events, and an idle service still appends a lone event at once. The script checks
+    duplicates event by event, so two deliveries of one event in one call are appended once.
+    """
+
+    def __init__(self, service: PlanService) -> None:
+        self.service = service
+        self.waiting: list[tuple[list[Event], asyncio.Future[list[dict[str, str]]]]] = []
+        self.busy = False
+        self.task: asyncio.Task[None] | None = None
+
+    async def accept(self, events: list[Event]) -> list[dict[str, str]]:
+        fut: asyncio.Future[list[dict[str, str]]] = asyncio.get_running_loop().create_future()
+        self.waiting.append((events, fut))
+        if not self.busy:
+            self.busy = True
+            self.task = asyncio.get_running_loop().create_task(self._drain())  # referenced: not collected
+        return await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, []
+                try:
+                    results = await asyncio.to_thread(self.service.accept, [e for evs, _ in batch for e in evs])
+                except Exception as e:  # Redis away: every request of the batch fails, as it would alone
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    continue
+                i = 0
+                for evs, fut in batch:
+                    if not fut.done():  # a request whose client went away is cancelled; its events are in
+                        fut.set_result(results[i:i + len(evs)])
+                    i += len(evs)
+        finally:
+            self.busy = False
+
+
 def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
     """The API over one running :class:`PlanService`; ``ready`` adds what /health reports about the agents."""
     cfg: ServiceConfig = service.config
@@ -75,6 +119,7 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
                   description="MES events in, replans as jobs, proposals to release, plans out as B2MML.")
 
     app.add_middleware(_LimitSize, limit=cfg.max_body_bytes)
+    group_commit = _GroupCommit(service)
 
     @app.exception_handler(RequestValidationError)
     async def unprocessable(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -156,7 +201,7 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
                 text = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
                 return _problem(422, text + " (nothing of this request was accepted)", errors=errors)
             events, issues = list(batch.events), []
-        results = await asyncio.to_thread(service.accept, events)
+        results = await group_commit.accept(events)
         return {"webhook_id": msg_id, "accepted": [r for r in results if r["status"] == "accepted"],
                 "duplicates": [r for r in results if r["status"] == "duplicate"], "issues": issues}
 
