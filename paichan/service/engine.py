@@ -489,9 +489,10 @@ class PlanService:
                 if self.apply_pending():
                     # Applying copies the whole problem, however few events the batch holds: under a
                     # stream of events, back-to-back small batches would take a core (and the GIL) from
-                    # the request path. Rest as long as the batch took (at most 0.25 s) so the next
-                    # batch gathers more events; after a quiet spell an event is still applied at once.
-                    self.stop.wait(min(self.last_apply_s, 0.25))
+                    # the request path. Rest four times as long as the batch took (at most 1 s) so the
+                    # applier holds the GIL at most a fifth of the time and the next batch gathers more
+                    # events; after a quiet spell an event is still applied at once.
+                    self.stop.wait(min(4 * self.last_apply_s, 1.0))
                 delay = 0.1
             except redis.RedisError as e:
                 log.warning("event applier: Redis unavailable (%s); retrying in %.1f s", e, delay)
