@@ -298,10 +298,13 @@ class Runner:
         line = lines[self.seq % len(lines)]
         if kind == "down":
             busy: dict[str, int] = {}
-            for s in rel.operations:
-                if s.resource.startswith(line + "/") and s.start >= now and planned[s.operation][1].status == \
-                        OperationStatus.PLANNED:
-                    busy[s.resource] = busy.get(s.resource, 0) + 1
+            for scope in (line + "/", ""):  # the line of the turn, else the busiest machine anywhere
+                for s in rel.operations:
+                    if s.resource.startswith(scope) and s.start >= now and planned[s.operation][1].status == \
+                            OperationStatus.PLANNED:
+                        busy[s.resource] = busy.get(s.resource, 0) + 1
+                if busy:
+                    break
             if not busy:
                 return None
             m = max(busy, key=lambda r: busy[r])
