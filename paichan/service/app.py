@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from redis import RedisError
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from paichan.adapters import ImportOptions, import_files
 from paichan.adapters.b2mml import B2MMLError
@@ -31,7 +32,7 @@ from paichan.domain import Order
 from paichan.domain.errors import field_path
 from paichan.domain.events import MachineStateEvent, OperationProgressEvent
 from paichan.service.config import Role, ServiceConfig
-from paichan.service.engine import PlanService, ServiceError
+from paichan.service.engine import Event, PlanService, ServiceError
 from paichan.service.planning import PinRequest, RepairSpec, explain_order
 
 ROLES: dict[str, set[Role]] = {"push": {"mes", "planner"}, "plan": {"planner"}, "read": {"planner", "viewer"}}
@@ -77,6 +78,67 @@ def _problem(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse(status_code=status, content={"detail": message, **extra})
 
 
+class _LimitSize:
+    """413 for a declared body above the limit, before anything reads it (plain ASGI: Starlette's
+    ``@app.middleware("http")`` wraps every request in extra tasks and streams)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+            if length is not None and length.isdigit() and int(length) > self.limit:
+                resp = _problem(413, f"body: {length.decode()} bytes is above the limit of {self.limit}")
+                await resp(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class _GroupCommit:
+    """Concurrent ``POST /events`` share one durable append (group commit).
+
+    With ``appendfsync always`` every append waits for an fsync; one Lua call per request also
+    costs a thread hand-off and a Redis round trip each. Here one call is in flight at a time, and
+    the requests that arrive meanwhile go together in the next one: under load each fsync covers
+    many events, and an idle service still appends a lone event at once. The script checks
+    duplicates event by event, so two deliveries of one event in one call are appended once.
+    """
+
+    def __init__(self, service: PlanService) -> None:
+        self.service = service
+        self.waiting: list[tuple[list[Event], asyncio.Future[list[dict[str, str]]]]] = []
+        self.busy = False
+        self.task: asyncio.Task[None] | None = None
+
+    async def accept(self, events: list[Event]) -> list[dict[str, str]]:
+        fut: asyncio.Future[list[dict[str, str]]] = asyncio.get_running_loop().create_future()
+        self.waiting.append((events, fut))
+        if not self.busy:
+            self.busy = True
+            self.task = asyncio.get_running_loop().create_task(self._drain())  # referenced: not collected
+        return await fut
+
+    async def _drain(self) -> None:
+        try:
+            while self.waiting:
+                batch, self.waiting = self.waiting, []
+                try:
+                    results = await asyncio.to_thread(self.service.accept, [e for evs, _ in batch for e in evs])
+                except Exception as e:  # Redis away: every request of the batch fails, as it would alone
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(e)
+                    continue
+                i = 0
+                for evs, fut in batch:
+                    if not fut.done():  # a request whose client went away is cancelled; its events are in
+                        fut.set_result(results[i:i + len(evs)])
+                    i += len(evs)
+        finally:
+            self.busy = False
+
+
 def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
     """The API over one running :class:`PlanService`; ``ready`` adds what /health reports about the agents."""
     cfg: ServiceConfig = service.config
@@ -84,12 +146,8 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
     app = FastAPI(title="paichan live planning service", version="1",
                   description="MES events in, replans as jobs, proposals to release, plans out as B2MML.")
 
-    @app.middleware("http")
-    async def limit_size(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > cfg.max_body_bytes:
-            return _problem(413, f"body: {length} bytes is above the limit of {cfg.max_body_bytes}")
-        return await call_next(request)
+    app.add_middleware(_LimitSize, limit=cfg.max_body_bytes)
+    group_commit = _GroupCommit(service)
 
     @app.exception_handler(RequestValidationError)
     async def unprocessable(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -108,15 +166,18 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
     async def refused(request: Request, exc: ServiceError) -> JSONResponse:
         return _problem(exc.status, str(exc))
 
-    def caller(action: str) -> Callable[[Request, str | None], Caller]:
-        def dep(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    def caller(action: str) -> Callable[[Request, str | None], Awaitable[Caller]]:
+        # async: a plain def dependency costs a thread-pool round trip on every request
+        async def dep(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
             token = (authorization or "").removeprefix("Bearer ").strip()
             who = next((c for k, c in keys.items() if token and hmac.compare_digest(k, token)), None)
             if who is None:
-                service.audit("refused", "anonymous", path=request.url.path, reason="missing or unknown API key")
+                await asyncio.to_thread(service.audit, "refused", "anonymous", path=request.url.path,
+                                        reason="missing or unknown API key")
                 raise ServiceError(401, "authorization: missing or unknown API key (Authorization: Bearer KEY)")
             if who.role not in ROLES[action]:
-                service.audit("refused", who.name, path=request.url.path, reason=f"role {who.role} may not {action}")
+                await asyncio.to_thread(service.audit, "refused", who.name, path=request.url.path,
+                                        reason=f"role {who.role} may not {action}")
                 raise ServiceError(403, f"role '{who.role}' may not do this ({request.method} {request.url.path})")
             return who
         return dep
@@ -174,7 +235,7 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
                 text = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:10])
                 return _problem(422, text + " (nothing of this request was accepted)", errors=errors)
             events, issues = list(batch.events), []
-        results = await asyncio.to_thread(service.accept, events)
+        results = await group_commit.accept(events)
         return {"webhook_id": msg_id, "accepted": [r for r in results if r["status"] == "accepted"],
                 "duplicates": [r for r in results if r["status"] == "duplicate"], "issues": issues}
 

@@ -181,6 +181,7 @@ class PlanService:
         self._accept = self.r.register_script(_ACCEPT)
         self.threads: list[threading.Thread] = []
         self.cancelled: set[str] = set()
+        self.last_apply_s = 0.0  # how long the applier's last batch took
         self.resumed = self._load_or_init(problem, schedule)
         self.clock = Clock(self.problem)
 
@@ -281,6 +282,7 @@ class PlanService:
     def _apply(self, entries: list[tuple[str, dict[str, str]]]) -> None:
         from pydantic import TypeAdapter
 
+        t0 = time.monotonic()
         adapter: TypeAdapter[Event] = TypeAdapter(ShopFloorEvent)
         events = [adapter.validate_json(f["event"]) for _, f in entries]
         keys = {ev.event_id: f["key"] for ev, (_, f) in zip(events, entries, strict=True)}
@@ -320,6 +322,7 @@ class PlanService:
             pipe.execute()
             self.problem = new
             applied = [ev for ev in events if statuses[keys[ev.event_id]].status == "applied"]
+        self.last_apply_s = time.monotonic() - t0
         notes = [ln for ln in report if ln.startswith("note:")]
         if notes:
             self.audit("events-notes", "applier", notes=notes[:50])
@@ -510,7 +513,13 @@ class PlanService:
         delay = 0.1
         while not self.stop.is_set():
             try:
-                self.apply_pending()
+                if self.apply_pending():
+                    # Applying copies the whole problem, however few events the batch holds: under a
+                    # stream of events, back-to-back small batches would take a core (and the GIL) from
+                    # the request path. Rest four times as long as the batch took (at most 1 s) so the
+                    # applier holds the GIL at most a fifth of the time and the next batch gathers more
+                    # events; after a quiet spell an event is still applied at once.
+                    self.stop.wait(min(4 * self.last_apply_s, 1.0))
                 delay = 0.1
             except redis.RedisError as e:
                 log.warning("event applier: Redis unavailable (%s); retrying in %.1f s", e, delay)

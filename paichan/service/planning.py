@@ -230,6 +230,7 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
     # started/done work on the machine, and after every predecessor that is itself fixed or kept
     busy = _shop_floor_busy(p)
     kept_end: dict[str, int] = {}
+    after_moving: list[str] = []
     for _, op in p.operations():
         if op.status != OperationStatus.PLANNED and op.actual is not None:
             run = max((m.duration for m in op.modes if m.resource == op.actual.resource), default=0)
@@ -252,6 +253,11 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
             place(op.id, s.resource, s.start, why)
             if op.pin is not None:
                 kept_end[op.id] = s.end
+        else:
+            after_moving.append(op.id)
+    if after_moving:
+        notes.append(f"{len(after_moving)} operation(s) outside the scope or in the freeze window follow work "
+                     f"that moves (e.g. '{after_moving[0]}'): planned again")
 
     for pin in pins:
         if pin.kind == "operation" and pin.operation in orders:

@@ -1,0 +1,41 @@
+"""The repair problem of a live replan (paichan.service.planning.repair_problem)."""
+
+from __future__ import annotations
+
+from paichan.domain import Problem, Schedule
+from paichan.service.planning import Clock, RepairSpec, repair_problem
+from paichan.solver import SolveParams, solve
+
+
+def _two_lines() -> tuple[Problem, Schedule]:
+    problem = Problem.model_validate({
+        "name": "two-lines", "time_unit": "minute",
+        "resources": [{"id": "P1/L1/M1"}, {"id": "P1/L2/M1"}],
+        "orders": [{"id": "O1", "due": 100, "operations": [
+            {"id": "O1/10", "modes": [{"resource": "P1/L1/M1", "duration": 10}]},
+            {"id": "O1/20", "modes": [{"resource": "P1/L2/M1", "duration": 10}]}]}],
+        "objective": {"weights": {"weighted_tardiness": 100, "makespan": 1}},
+    })
+    schedule = Schedule.model_validate({"problem": "two-lines", "operations": [
+        {"operation": "O1/10", "order": "O1", "resource": "P1/L1/M1", "mode": 0, "start": 0, "end": 10},
+        {"operation": "O1/20", "order": "O1", "resource": "P1/L2/M1", "mode": 0, "start": 10, "end": 20}]})
+    return problem, schedule
+
+
+def test_no_pin_after_work_that_must_move() -> None:
+    """An out-of-scope successor of an operation that is planned again is not pinned at its released start."""
+    problem, schedule = _two_lines()
+    spec = RepairSpec(scope="line", target="P1/L1", freeze_minutes=0)
+    rp, notes = repair_problem(problem, schedule, [], 5, spec, Clock(problem))
+    ops = {op.id: op for _, op in rp.operations()}
+    assert ops["O1/10"].pin is None and ops["O1/20"].pin is None
+    assert any("planned again" in n for n in notes)
+    assert solve(rp, SolveParams(time_limit=5)).schedule is not None
+
+
+def test_pin_kept_when_predecessor_keeps_its_place() -> None:
+    problem, schedule = _two_lines()
+    spec = RepairSpec(scope="line", target="P1/L2", freeze_minutes=0)
+    rp, _ = repair_problem(problem, schedule, [], 0, spec, Clock(problem))
+    ops = {op.id: op for _, op in rp.operations()}
+    assert ops["O1/10"].pin is not None and ops["O1/10"].pin.start == 0
