@@ -576,3 +576,22 @@ def test_one_group_orders_stay_on_one_line() -> None:
                                  ScheduledOperation(operation="B", order="O", resource="M2", mode=1, start=10, end=20)])
     report = check(p, mixed)
     assert [v.kind for v in report.violations] == ["group"]
+
+
+def test_shop_floor_history_is_not_held_to_precedence() -> None:
+    """A successor the MES reported started before its predecessor was reported done is history: the checker
+    accepts it (as the model does); a planned operation after them is still held to precedence."""
+    m = [Resource(id="A"), Resource(id="B")]
+    ops = [Operation(id="o1", modes=[Mode(resource="A", duration=10)], status=OperationStatus.DONE,
+                     actual=Actual(resource="A", start=0, end=12)),
+           Operation(id="o2", modes=[Mode(resource="B", duration=10)], status=OperationStatus.STARTED,
+                     actual=Actual(resource="B", start=8)),
+           Operation(id="o3", modes=[Mode(resource="A", duration=5)])]
+    problem = Problem(now=15, resources=m, orders=[Order(id="O", operations=ops)])
+    rows = [("o1", "A", 0, 12), ("o2", "B", 8, 18), ("o3", "A", 18, 23)]
+    schedule = Schedule(operations=[ScheduledOperation(operation=o, order="O", resource=r, mode=0, start=s, end=e)
+                                    for o, r, s, e in rows])
+    assert check(problem, schedule).ok
+    early = schedule.model_copy(deep=True)
+    early.operations[2].start, early.operations[2].end = 15, 20  # before o2 ends at 18
+    assert [v.kind for v in check(problem, early).violations] == ["precedence"]

@@ -466,10 +466,12 @@ class PlanService:
 
     def _escalate(self, job: ReplanJob) -> None:
         """A line that cannot keep its due dates (or finds no plan) hands the repair to its plant, then to all."""
+        longer = min(60.0, max(5.0, 4 * job.spec.time_limit))  # a wider repair, and the narrow one found little
         if job.spec.scope == "line" and job.spec.target:
-            spec = job.spec.model_copy(update={"scope": "plant", "target": plant_of(job.spec.target + "/x")})
+            spec = job.spec.model_copy(update={"scope": "plant", "target": plant_of(job.spec.target + "/x"),
+                                               "time_limit": longer})
         else:
-            spec = job.spec.model_copy(update={"scope": "all", "target": None})
+            spec = job.spec.model_copy(update={"scope": "all", "target": None, "time_limit": longer})
         nxt = self.submit(spec, "escalation", f"escalation of {job.id}", events=job.events)
         job.notes.append(f"escalated to the {spec.scope} ({spec.target or 'whole network'}): replan {nxt.id}")
 
