@@ -68,7 +68,8 @@ class ReplanConfig(BaseModel):
     time_limit: float = Field(default=2.0, gt=0)
     freeze_minutes: int = Field(default=30, ge=0)
     auto_release_max_moves: int = Field(default=0, ge=0)
-    stability: int = Field(default=1, ge=0, description="weight of sum |start change| in every replan")
+    stability: int = Field(default=50, ge=0, description="weight of sum |start change| (minutes) in every replan "
+                           "(1 and 50 compared in bench/results/repair.md)")
 
 
 class PublishConfig(BaseModel):

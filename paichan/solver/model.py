@@ -142,7 +142,13 @@ class ModelBuilder:
                 for cal in {cp.machines[md.machine].calendar for md in c.modes if md.duration > 0}:
                     starts, ends = bounds[cal]
                     n += 2 * max(0, bisect_left(starts, hi) - bisect_right(ends, lo))
-        return n
+        on_machine: dict[int, int] = {}  # setup circuits: an arc literal per ordered pair of a machine's operations
+        for c in cp.ops:
+            if self._in_model(c.idx):
+                for md in c.modes:
+                    if md.duration > 0 and cp.machines[md.machine].has_setups:
+                        on_machine[md.machine] = on_machine.get(md.machine, 0) + 1
+        return n + sum(k * k for k in on_machine.values())
 
     def _end_ub(self, i: int) -> int:
         return self.horizon if self.ub is None else max(0, min(self.horizon, self.ub[i]))
