@@ -289,14 +289,17 @@ class PlanService:
         machines = sorted({ev.machine for ev in events if isinstance(ev, MachineStateEvent)})
         with self.lock:
             now = self.now()
-            # a machine's state is its whole event history in time order, whatever order batches came in:
-            # its event-made downtimes are rebuilt from every event it had (the new ones included)
-            history: dict[str, list[Event]] = {}
-            for mid in machines:
-                raw = self.r.hget(self.k("events:machines"), mid)
-                history[mid] = [adapter.validate_python(x) for x in json.loads(raw)] if raw else []
-            replay = [ev for mid in machines for ev in history[mid]]
-            base = without_event_downtimes(self.problem, machines) if replay else self.problem
+            # a machine's state is its whole event history in time order, whatever order batches came in: when
+            # an event is older than the latest one a machine had, its event-made downtimes are rebuilt from its
+            # whole history (kept as a Redis list per machine); in-order events are applied as they come
+            raw_latest = self.r.hmget(self.k("events:machine-latest"), machines) if machines else []
+            latest = {mid: float(x) for mid, x in zip(machines, raw_latest, strict=True) if x is not None}
+            late = [mid for mid in machines if mid in latest and any(
+                isinstance(ev, MachineStateEvent) and ev.machine == mid and ev.time.timestamp() < latest[mid]
+                for ev in events)]
+            replay = [adapter.validate_json(x) for mid in late
+                      for x in self.r.lrange(self.k(f"events:machine:{mid}"), 0, -1)]
+            base = without_event_downtimes(self.problem, late) if late else self.problem
             new, report = apply_events(base, [*replay, *events], now)
             statuses: dict[str, EventStatus] = {}
             at = utcnow().isoformat()
@@ -312,10 +315,13 @@ class PlanService:
             pipe = self.r.pipeline(transaction=True)
             pipe.set(self.k("problem"), new.model_dump_json())
             for mid in machines:
-                kept = history[mid] + [ev for ev in events if isinstance(ev, MachineStateEvent)
-                                       and ev.machine == mid
-                                       and statuses[keys[ev.event_id]].status in ("applied", "stale")]
-                pipe.hset(self.k("events:machines"), mid, json.dumps([ev.model_dump(mode="json") for ev in kept]))
+                kept = [ev for ev in events if isinstance(ev, MachineStateEvent) and ev.machine == mid
+                        and statuses[keys[ev.event_id]].status in ("applied", "stale")]
+                if kept:
+                    pipe.rpush(self.k(f"events:machine:{mid}"), *[ev.model_dump_json() for ev in kept])
+                    newest = max(ev.time.timestamp() for ev in kept)
+                    if newest > latest.get(mid, float("-inf")):
+                        pipe.hset(self.k("events:machine-latest"), mid, repr(newest))
             for key, st in statuses.items():
                 pipe.hset(self.k("events:seen"), key, st.model_dump_json())
             pipe.xack(self.k("events"), "applier", *[i for i, _ in entries])
