@@ -58,6 +58,7 @@ from paichan.service.planning import (
     line_of,
     original_modes,
     pin_findings,
+    reference_for,
     repair_problem,
 )
 from paichan.solver import SolveParams, solve
@@ -436,16 +437,18 @@ class PlanService:
                 if jid not in self.cancelled:
                     self._save_job(job)
 
-            result = solve(rp, SolveParams(time_limit=job.spec.time_limit, reference=released.schedule, workers=2),
-                           on_solution)
+            def params(rp: Problem) -> SolveParams:  # the released plan as warm start and stability anchor
+                return SolveParams(time_limit=job.spec.time_limit, workers=2,
+                                   reference=reference_for(rp, problem, released.schedule))
+
+            result = solve(rp, params(rp), on_solution)
             if result.schedule is None and job.spec.freeze_minutes and jid not in self.cancelled:
                 spec = job.spec.model_copy(update={"freeze_minutes": 0})
                 rp, notes = repair_problem(problem, released.schedule, pins, now, spec, self.clock,
                                            self.config.replanning.stability)
                 job.notes = [*notes, f"no plan keeps the {job.spec.freeze_minutes}-minute freeze window "
                                      "(the shop floor moved on): planned again without it"]
-                result = solve(rp, SolveParams(time_limit=job.spec.time_limit, reference=released.schedule,
-                                               workers=2), on_solution)
+                result = solve(rp, params(rp), on_solution)
             if jid in self.cancelled:
                 return self.job(jid)
             if result.schedule is None:

@@ -282,6 +282,20 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
     return p, notes
 
 
+def reference_for(repaired: Problem, problem: Problem, released: Schedule) -> Schedule:
+    """The released plan with the repair problem's mode indices (a scoped replan narrows modes to the
+    scope's machines); an operation whose released mode is not among them is left out (no warm start)."""
+    orig = {op.id: op for _, op in problem.operations()}
+    rep = {op.id: op for _, op in repaired.operations()}
+    out = []
+    for s in released.operations:
+        o, r = orig.get(s.operation), rep.get(s.operation)
+        if o is None or r is None or s.mode >= len(o.modes) or o.modes[s.mode] not in r.modes:
+            continue
+        out.append(s.model_copy(update={"mode": r.modes.index(o.modes[s.mode])}))
+    return Schedule(problem=released.problem, operations=out)
+
+
 def original_modes(problem: Problem, repaired: Problem, schedule: Schedule) -> Schedule:
     """``schedule`` (solved on the repair problem, whose operations may have fewer modes) with mode
     indices of ``problem``'s operations."""

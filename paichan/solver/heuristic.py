@@ -144,8 +144,9 @@ def generate(
         c = cp.ops[i]
         t0 = _ready_time(cp, i, end, min_start)
         best: tuple[int, int, int, int] | None = None
-        choices: Sequence[int] = [modes[i]] if modes is not None else range(len(c.modes))
-        if modes is None and cp.order_one_group[c.order]:
+        given = modes is not None and modes[i] >= 0  # -1: the reference has no mode for it (e.g. a new order)
+        choices: Sequence[int] = [modes[i]] if given else range(len(c.modes))  # type: ignore[index]
+        if not given and cp.order_one_group[c.order]:
             group = order_group.get(c.order)
             allowed = {group} if group is not None else feasible_groups[c.order]
             choices = [k for k in choices if c.modes[k].group is None or c.modes[k].group in allowed] or list(choices)

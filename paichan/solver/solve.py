@@ -54,7 +54,7 @@ def solve(problem: Problem, params: SolveParams | None = None, on_solution: Call
     if reasons:
         return SolveResult(status=SolveStatus.INFEASIBLE, infeasibility=reasons, wall_time=time.monotonic() - t0)
 
-    if reference is not None and reference.feasible:
+    if reference is not None and any(k >= 0 for k in reference.mode):
         _offer_reference(cp, problem, params.reference, reference, progress)
     if params.use_heuristic:
         rules = RULES if len(cp.ops) <= 20000 else ("wspt", "mwkr")
@@ -143,14 +143,16 @@ def _offer_reference(cp: CProblem, problem: Problem, schedule: Schedule | None, 
     """A feasible reference reaches the search as it is; a stale one is repaired, not rebuilt.
 
     The repair keeps every operation's mode and holds it no earlier than its reference
-    start, so the parts that still fit stay where they were.
+    start, so the parts that still fit stay where they were. Operations the reference lacks
+    (a new order) are placed by the generator where they fit, at their release in its order.
     """
-    if schedule is not None and check(problem, schedule).ok:
+    if ref.feasible and schedule is not None and check(problem, schedule).ok:
         progress.offer(Timetable(list(ref.mode), list(ref.start), list(ref.end), list(ref.setup), True, []),
                        "reference")
         return
-    prio = [float(x) for x in ref.start]
-    kept = [0 if cp.ops[i].fixed else ref.start[i] for i in range(len(cp.ops))]
+    known = [ref.mode[i] >= 0 for i in range(len(cp.ops))]
+    prio = [float(ref.start[i]) if known[i] else float(cp.ops[i].release) for i in range(len(cp.ops))]
+    kept = [0 if cp.ops[i].fixed or not known[i] else ref.start[i] for i in range(len(cp.ops))]
     progress.offer(generate_repaired(cp, prio, modes=ref.mode, insertion=False, min_start=kept), "reference")
     progress.offer(generate_repaired(cp, prio, modes=ref.mode, insertion=False), "reference")
 
