@@ -97,7 +97,7 @@ class EmbeddedRedis:
         self.stop()
 
 
-def resolve_redis(workdir: str | Path) -> tuple[str, EmbeddedRedis | None]:
+def resolve_redis(workdir: str | Path, appendfsync: str = "everysec") -> tuple[str, EmbeddedRedis | None]:
     """(url, server-we-started-or-None): ``REDIS_URL`` wins, else start a private server."""
     url = os.environ.get("REDIS_URL")
     if url:
@@ -106,5 +106,5 @@ def resolve_redis(workdir: str | Path) -> tuple[str, EmbeddedRedis | None]:
         except redis.RedisError as e:
             raise RedisUnavailable(f"REDIS_URL={url} is not reachable: {e}") from e
         return url, None
-    server = EmbeddedRedis(Path(workdir) / "redis").start()
+    server = EmbeddedRedis(Path(workdir) / "redis", appendfsync=appendfsync).start()
     return server.url, server

@@ -35,24 +35,17 @@ def _say(msg: str) -> None:
 @contextmanager
 def _redis(workdir: Path) -> Iterator[str]:
     """``REDIS_URL``, or a private redis-server in ``workdir/redis`` (AOF, fsync on every write) for our lifetime."""
-    from paichan.bus.server import EmbeddedRedis, RedisUnavailable
+    from paichan.bus.server import RedisUnavailable, resolve_redis
 
-    url = os.environ.get("REDIS_URL")
-    if url:
-        try:
-            redis.Redis.from_url(url, socket_connect_timeout=3).ping()
-        except redis.RedisError as e:
-            raise CliError(f"REDIS_URL is not reachable: {e}") from None
-        yield url
-        return
     try:
-        server = EmbeddedRedis(workdir / "redis", appendfsync="always").start()
+        url, server = resolve_redis(workdir, appendfsync="always")
     except RedisUnavailable as e:
         raise CliError(str(e)) from None
     try:
-        yield server.url
+        yield url
     finally:
-        server.stop()
+        if server is not None:
+            server.stop()
 
 
 def _this_minute() -> datetime:
