@@ -13,6 +13,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+import redis
 from pydantic import BaseModel
 
 from paichan.bus import Bus, Consumer, EmbeddedRedis, Envelope, make, message
@@ -221,3 +223,38 @@ def test_private_server_keeps_acknowledged_messages_across_a_kill(tmp_path: Path
         assert json.loads(b2.r.get(b2.state_key("agent")))["n"] == 1  # type: ignore[arg-type]
     finally:
         server.stop()
+
+
+def test_password_protected_redis_is_said_as_such_and_never_printed(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Redis that needs a password: without it the run says so (not "not reachable"); with a wrong one too;
+    the password never appears in what is printed."""
+    import shutil
+
+    from paichan.bus.server import RedisUnavailable, free_port, masked, resolve_redis
+
+    port = free_port()
+    proc = subprocess.Popen([shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
+                             "127.0.0.1", "--requirepass", "s3cret-pw", "--save", "", "--appendonly", "no",
+                             "--dir", str(tmp_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        ok = f"redis://:s3cret-pw@127.0.0.1:{port}/0"
+        for _ in range(100):
+            try:
+                redis.Redis.from_url(ok).ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        for url in (f"redis://127.0.0.1:{port}/0", f"redis://:wrong-pw@127.0.0.1:{port}/0"):
+            monkeypatch.setenv("REDIS_URL", url)
+            with pytest.raises(RedisUnavailable) as err:
+                resolve_redis(tmp_path)
+            assert "needs a password" in str(err.value) and "wrong-pw" not in str(err.value)
+        monkeypatch.setenv("REDIS_URL", ok)
+        assert resolve_redis(tmp_path) == (ok, None)
+        assert masked(ok) == f"redis://:***@127.0.0.1:{port}/0"
+        assert masked("redis://app:pw@h:1/0") == "redis://app:***@h:1/0"
+        assert masked("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+    finally:
+        proc.kill()
+        proc.wait()

@@ -26,7 +26,7 @@ from typing import Any
 from paichan.agents.messages import Improve, MachineDown, NewOrder, Replan, SupplierDelay
 from paichan.agents.scenario import Scenario, global_problem, machine_id, scenario_delays
 from paichan.bus.envelope import make
-from paichan.bus.server import resolve_redis
+from paichan.bus.server import masked, resolve_redis
 from paichan.bus.streams import Bus
 from paichan.checker import CheckReport, check
 from paichan.domain import Problem, Schedule, ScheduledOperation
@@ -99,8 +99,9 @@ class Network:
             self.close()
             raise
         self.startup_s = time.monotonic() - t0
+        agents = sum(len(ids) for _, ids in host_groups(sc))
         self.progress(f"network up after {self.startup_s:.1f} s: {len(self.hosts)} Ray actors hosting "
-                      f"{sum(len(ids) for _, ids in host_groups(sc))} agents; bus {self.url} ({self.namespace})")
+                      f"{agents} agents; bus {masked(self.url)} ({self.namespace})")
 
     # ------------------------------------------------------------------ state
     def plant_states(self) -> dict[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -97,14 +98,33 @@ class EmbeddedRedis:
         self.stop()
 
 
+def masked(url: str) -> str:
+    """``url`` with its password (and a user's) replaced by ``***``: for every line a run prints or logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = f"{parts.username}:" if parts.username else ":"
+    host = parts.hostname or ""
+    netloc = f"{user}***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
 def resolve_redis(workdir: str | Path, appendfsync: str = "everysec") -> tuple[str, EmbeddedRedis | None]:
     """(url, server-we-started-or-None): ``REDIS_URL`` wins, else start a private server."""
     url = os.environ.get("REDIS_URL")
     if url:
         try:
             redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+        except redis.AuthenticationError as e:
+            raise RedisUnavailable(f"REDIS_URL={masked(url)}: the server needs a password or refused this one "
+                                   f"({e}); give it in the URL: redis://:PASSWORD@host:port/0") from None
+        except redis.ResponseError as e:
+            if "NOAUTH" not in str(e) and "WRONGPASS" not in str(e):
+                raise RedisUnavailable(f"REDIS_URL={masked(url)}: {e}") from None
+            raise RedisUnavailable(f"REDIS_URL={masked(url)}: the server needs a password or refused this one "
+                                   f"({e}); give it in the URL: redis://:PASSWORD@host:port/0") from None
         except redis.RedisError as e:
-            raise RedisUnavailable(f"REDIS_URL={url} is not reachable: {e}") from e
+            raise RedisUnavailable(f"REDIS_URL={masked(url)} is not reachable: {e}") from None
         return url, None
     server = EmbeddedRedis(Path(workdir) / "redis", appendfsync=appendfsync).start()
     return server.url, server
