@@ -33,7 +33,7 @@ from typing import Any, Literal
 
 import httpx
 import redis
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter
 
 from paichan.adapters.b2mml_write import plant_of, write_b2mml, write_b2mml_per_plant
 from paichan.adapters.webhooks import signed_headers
@@ -87,6 +87,9 @@ for i = 2, #ARGV, 2 do
 end
 return out
 """
+
+
+_EVENT: TypeAdapter[Event] = TypeAdapter(ShopFloorEvent)  # built once: the applier's hot path
 
 
 def utcnow() -> datetime:
@@ -281,11 +284,8 @@ class PlanService:
         return handled
 
     def _apply(self, entries: list[tuple[str, dict[str, str]]]) -> None:
-        from pydantic import TypeAdapter
-
         t0 = time.monotonic()
-        adapter: TypeAdapter[Event] = TypeAdapter(ShopFloorEvent)
-        events = [adapter.validate_json(f["event"]) for _, f in entries]
+        events = [_EVENT.validate_json(f["event"]) for _, f in entries]
         keys = {ev.event_id: f["key"] for ev, (_, f) in zip(events, entries, strict=True)}
         machines = sorted({ev.machine for ev in events if isinstance(ev, MachineStateEvent)})
         with self.lock:
@@ -298,7 +298,7 @@ class PlanService:
             late = [mid for mid in machines if mid in latest and any(
                 isinstance(ev, MachineStateEvent) and ev.machine == mid and ev.time.timestamp() < latest[mid]
                 for ev in events)]
-            replay = [adapter.validate_json(x) for mid in late
+            replay = [_EVENT.validate_json(x) for mid in late
                       for x in self.r.lrange(self.k(f"events:machine:{mid}"), 0, -1)]
             base = without_event_downtimes(self.problem, late) if late else self.problem
             new, report = apply_events(base, [*replay, *events], now)

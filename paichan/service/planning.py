@@ -413,6 +413,7 @@ def explain_order(problem: Problem, schedule: Schedule, order_id: str) -> dict[s
         raise KeyError(order_id)
     by_op = schedule.by_operation()
     ops = {op.id: op for _, op in problem.operations()}
+    owner = {op.id: o for o, op in problem.operations()}
     mats = {m.id: m for m in problem.materials}
     on_machine: dict[str, list[tuple[int, int, str]]] = {}
     for s in schedule.operations:
@@ -433,12 +434,9 @@ def explain_order(problem: Problem, schedule: Schedule, order_id: str) -> dict[s
         s, op = by_op[cur], ops[cur]
         link: dict[str, object] = {"operation": cur, "machine": s.resource, "start": s.start, "end": s.end}
         nxt: str | None = None
-        preds = [p.operation for p in op.predecessors] if op.predecessors is not None else []
-        if op.predecessors is None:
-            owner = next(o for o in problem.orders if any(x.id == cur for x in o.operations))
-            k = next(i for i, x in enumerate(owner.operations) if x.id == cur)
-            preds = [owner.operations[k - 1].id] if k > 0 else []
-        tight = [p for p in preds if p in by_op and by_op[p].end >= s.start - by_op[cur].setup_before - 0]
+        # the predecessor whose end (plus its lag) is this start: the order waited for it
+        tight = [q.operation for q in _preds(owner[cur], op)
+                 if q.operation in by_op and by_op[q.operation].end + q.min_lag >= s.start]
         prev_m = [x for x in on_machine.get(s.resource, []) if x[1] <= s.start and x[2] != cur]
         if tight:
             nxt, link["waited_for"] = tight[0], f"previous operation {tight[0]}"
