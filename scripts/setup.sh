@@ -19,6 +19,17 @@ if ! command -v redis-server >/dev/null 2>&1; then
     echo "warning: redis-server not found; install it (e.g. 'sudo apt-get install redis-server') or set REDIS_URL" >&2
   fi
 fi
+if ! command -v chromium >/dev/null 2>&1; then
+  # The browser tests drive Debian's headless Chromium through Playwright (no browser download).
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing chromium and chromium-driver (apt-get) ..." >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver) >&2 \
+      || echo "warning: could not install chromium; the browser tests need it (or set PAICHAN_CHROMIUM)" >&2
+  else
+    echo "warning: chromium not found; the browser tests need it (e.g. 'sudo apt-get install chromium chromium-driver')" \
+      "or set PAICHAN_CHROMIUM" >&2
+  fi
+fi
 extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
 # the stamp names what is installed: pyproject.toml's content and the extras
