@@ -16,9 +16,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from redis import RedisError
+from redis import asyncio as aioredis
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from paichan.adapters import ImportOptions, import_files
@@ -35,6 +37,8 @@ from paichan.service.config import Role, ServiceConfig
 from paichan.service.engine import Event, PlanService, ServiceError
 from paichan.service.planning import PinRequest, RepairSpec, explain_order
 
+WEB = Path(__file__).parent / "web"
+COOKIE = "paichan_key"
 ROLES: dict[str, set[Role]] = {"push": {"mes", "planner"}, "plan": {"planner"}, "read": {"planner", "viewer"}}
 
 
@@ -49,6 +53,10 @@ class DecisionBody(BaseModel):
 
 class BrakeBody(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
+
+
+class LoginBody(BaseModel):
+    key: str = Field(min_length=1, max_length=500)
 
 
 def _b2mml_orders(body: bytes, service: PlanService) -> list[Order]:
@@ -169,7 +177,8 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
     def caller(action: str) -> Callable[[Request, str | None], Awaitable[Caller]]:
         # async: a plain def dependency costs a thread-pool round trip on every request
         async def dep(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
-            token = (authorization or "").removeprefix("Bearer ").strip()
+            # the page's login stores the key in an HttpOnly, SameSite=Strict cookie (EventSource sends no headers)
+            token = (authorization or "").removeprefix("Bearer ").strip() or request.cookies.get(COOKIE, "")
             who = next((c for k, c in keys.items() if token and hmac.compare_digest(k, token)), None)
             if who is None:
                 await asyncio.to_thread(service.audit, "refused", "anonymous", path=request.url.path,
@@ -185,6 +194,83 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
     Push = Annotated[Caller, Depends(caller("push"))]
     Plan = Annotated[Caller, Depends(caller("plan"))]
     Read = Annotated[Caller, Depends(caller("read"))]
+
+    app.mount("/ui/static", StaticFiles(directory=WEB), name="ui-static")
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/ui")
+
+    @app.get("/ui", include_in_schema=False)
+    def page() -> FileResponse:
+        """The planner's page (static; its data comes from /view and /live)."""
+        return FileResponse(WEB / "planner.html", headers={"cache-control": "no-cache"})
+
+    @app.post("/ui/login")
+    async def login(body: LoginBody, request: Request) -> JSONResponse:
+        """Check an API key and keep it in an HttpOnly cookie for the page's requests and its live stream."""
+        who = next((c for k, c in keys.items() if hmac.compare_digest(k, body.key)), None)
+        if who is None:
+            await asyncio.to_thread(service.audit, "refused", "anonymous", path="/ui/login", reason="unknown key")
+            raise ServiceError(401, "key: unknown API key")
+        resp = JSONResponse(who.model_dump())
+        resp.set_cookie(COOKIE, body.key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+        return resp
+
+    @app.post("/ui/logout", status_code=204)
+    def logout() -> Response:
+        resp = Response(status_code=204)
+        resp.delete_cookie(COOKIE)
+        return resp
+
+    @app.get("/ui/me")
+    def me(who: Read) -> dict[str, Any]:
+        return who.model_dump()
+
+    @app.get("/view")
+    def view(who: Read, proposal: str | None = None) -> dict[str, Any]:
+        """The page's data: machines, operations (columns), calendars, orders, KPIs, late orders and why."""
+        return service.view(proposal)
+
+    @app.get("/live")
+    async def live(request: Request, who: Read, since: str | None = None,
+                   last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
+        """Server-sent events of what changes (events applied, replan progress, proposals, releases, pins,
+        brake): diffs, never the whole plan. Resumes after ``Last-Event-ID`` (or ``since``)."""
+        # an async client: a page holding a blocking XREAD must not hold one of the few executor threads
+        # Any: redis-py's stubs type every reply as a union of bytes/str/None
+        r: Any = aioredis.Redis.from_url(service.redis_url, decode_responses=True, socket_timeout=10)
+        start = last_event_id or since or "$"
+        if start == "$":
+            tail = await r.xrevrange(service.k("live"), "+", "-", 1)
+            start = tail[0][0] if tail else "0-0"
+
+        async def stream() -> AsyncIterator[str]:
+            cursor = start
+            yield ": connected\nretry: 2000\n\n"
+            try:
+                async for chunk in tail_live(cursor):
+                    yield chunk
+            finally:
+                await r.aclose()
+
+        async def tail_live(cursor: str) -> AsyncIterator[str]:
+            while not await request.is_disconnected():
+                try:
+                    got = await r.xread({service.k("live"): cursor}, count=200, block=2000)
+                except RedisError:
+                    yield "event: bus\ndata: {\"redis\": \"unavailable\"}\n\n"
+                    await asyncio.sleep(1)
+                    continue
+                if not got:
+                    yield ": keep-alive\n\n"
+                    continue
+                for entry_id, fields in got[0][1]:
+                    cursor = entry_id
+                    yield f"id: {entry_id}\nevent: {fields['kind']}\ndata: {fields['data']}\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
     @app.get("/health")
     def health() -> JSONResponse:

@@ -61,6 +61,7 @@ from paichan.service.planning import (
     reference_for,
     repair_problem,
 )
+from paichan.service.view import OP_STATE, horizon_of, machine_windows, plan_patch, plan_view
 from paichan.solver import SolveParams, solve
 from paichan.solver.api import SolutionEvent
 
@@ -128,6 +129,22 @@ class Proposal(BaseModel):
         return self.model_dump(mode="json", exclude={"schedule"})
 
 
+def proposal_card(prop: Proposal) -> dict[str, Any]:
+    """A proposal in a few fields, as a page lists it (no diff detail, no schedule)."""
+    return {"id": prop.id, "status": prop.status, "scope": prop.scope, "trigger": prop.trigger,
+            "created_at": prop.created_at.isoformat(), "base_version": prop.base_version,
+            "moved": len(prop.diff.moved), "later": len(prop.diff.later),
+            "tardiness_worse": len(prop.diff.tardiness_worse),
+            "kpis_before": prop.kpis_before.model_dump() if prop.kpis_before else None,
+            "kpis_after": prop.kpis_after.model_dump(), "notes": prop.notes[:10]}
+
+
+def _event_line(ev: Event) -> dict[str, Any]:
+    """An applied event as a page's activity list shows it."""
+    return ev.model_dump(mode="json", include={"kind", "event_id", "source", "time", "machine", "state",
+                                               "operation", "status"})
+
+
 class ReplanJob(BaseModel):
     id: str
     spec: RepairSpec
@@ -172,6 +189,7 @@ class PlanService:
                  *, clock: Callable[[], datetime] = utcnow, journal: list[dict[str, Any]] | None = None,
                  outbox: Path | None = None) -> None:
         self.config = config
+        self.redis_url = redis_url
         self.prefix = f"paichan:svc:{config.name}:"
         # Any: redis-py's stubs type every reply as a union of bytes/str/awaitables
         self.r: Any = redis.Redis.from_url(redis_url, decode_responses=True, socket_timeout=10,
@@ -234,6 +252,18 @@ class PlanService:
             self.r.xadd(self.k("audit"), fields, maxlen=100_000, approximate=True)
         except redis.RedisError as e:  # the audit must not take the service down; the log keeps it
             log.warning("audit not recorded (%s): %s", e, fields)
+
+    def notify(self, kind: str, **data: Any) -> None:
+        """Tell open planner pages what changed: a capped Redis stream that ``GET /live`` tails.
+
+        Entries are small diffs (moved operations, a machine's new downtimes, a job's status),
+        never the whole plan; a page that reconnects resumes from the last id it saw.
+        """
+        try:
+            self.r.xadd(self.k("live"), {"kind": kind, "data": json.dumps(data, default=str)},
+                        maxlen=10_000, approximate=True)
+        except redis.RedisError as e:  # a page missing a push must not fail the change it reports
+            log.warning("live update not sent (%s): %s", e, kind)
 
     def audit_log(self, count: int = 200) -> list[dict[str, Any]]:
         rows = self.r.xrevrange(self.k("audit"), count=count)
@@ -330,11 +360,25 @@ class PlanService:
             self.problem = new
             applied = [ev for ev in events if statuses[keys[ev.event_id]].status == "applied"]
         self.last_apply_s = time.monotonic() - t0
+        self._notify_events(new, events, applied, statuses, keys)
         notes = [ln for ln in report if ln.startswith("note:")]
         if notes:
             self.audit("events-notes", "applier", notes=notes[:50])
         if applied and self.config.replanning.auto and not self.brake():
             self._auto_replan(applied)
+
+    def _notify_events(self, new: Problem, events: list[Event], applied: list[Event],
+                       statuses: dict[str, EventStatus], keys: dict[str, str]) -> None:
+        """Push the touched machines' calendars and operations' states (not the plan) to open pages."""
+        machines = {ev.machine for ev in applied if isinstance(ev, MachineStateEvent)}
+        op_ids = {ev.operation for ev in applied if isinstance(ev, OperationProgressEvent)}
+        horizon = horizon_of(new, self.released.schedule)
+        windows = {r.id: machine_windows(r.calendar, horizon) for r in new.resources if r.id in machines}
+        states = {op.id: OP_STATE[op.status] for _, op in new.operations() if op.id in op_ids}
+        self.notify("events", count=len(events), applied=len(applied),
+                    statuses={ev.event_id: statuses[keys[ev.event_id]].status for ev in events[:200]},
+                    windows=windows, states=states,
+                    summary=[_event_line(ev) for ev in applied[:20]])
 
     def _auto_replan(self, events: list[Event]) -> None:
         """Repair the lines the events touched (one job per line), frozen work kept."""
@@ -398,6 +442,11 @@ class PlanService:
 
     def _save_job(self, job: ReplanJob) -> None:
         self.r.hset(self.k("replans"), job.id, job.model_dump_json())
+        last = job.solutions[-1] if job.solutions else None
+        self.notify("replan", id=job.id, status=job.status, scope=job.spec.scope, target=job.spec.target,
+                    trigger=job.trigger, proposal=job.proposal, error=job.error, solutions=len(job.solutions),
+                    objective=last.objective if last else None, elapsed=last.time if last else None,
+                    time_limit=job.spec.time_limit)
 
     def job(self, jid: str) -> ReplanJob:
         raw = self.r.hget(self.k("replans"), jid)
@@ -497,6 +546,7 @@ class PlanService:
                         diff=diff(problem, released.schedule, schedule), kpis_before=before, kpis_after=report.kpis,
                         objective=objective, notes=job.notes, schedule=schedule)
         self.r.hset(self.k("proposals"), prop.id, prop.model_dump_json())
+        self.notify("proposal", **proposal_card(prop))
         rule = self.config.replanning.auto_release_max_moves
         if (rule and job.trigger != "planner" and not self.brake() and len(prop.diff.moved) < rule
                 and not prop.diff.tardiness_worse):
@@ -594,8 +644,11 @@ class PlanService:
                     o.status = "superseded"
                     pipe.hset(self.k("proposals"), o.id, o.model_dump_json())
             pipe.execute()
-            self.released = rel
+            before, self.released = self.released, rel
+            patch = plan_patch(current, before.schedule, rel.schedule)
         self.audit("release", who, proposal=pid, plan_version=rel.version, moved=len(prop.diff.moved))
+        self.notify("release", version=rel.version, proposal=pid, by=who,
+                    kpis=rel.kpis.model_dump() if rel.kpis else None, **patch)
         self.publish(rel)
         return rel
 
@@ -606,6 +659,7 @@ class PlanService:
         prop.status, prop.decided_by, prop.decided_at, prop.reason = "rejected", who, utcnow(), reason
         self.r.hset(self.k("proposals"), pid, prop.model_dump_json())
         self.audit("reject", who, proposal=pid, reason=reason)
+        self.notify("reject", proposal=pid, by=who, reason=reason)
         return prop
 
     def publish(self, rel: Released) -> list[str]:
@@ -658,12 +712,14 @@ class PlanService:
         pin = PinRecord(**req.model_dump(), id=uuid.uuid4().hex[:10], created_by=who, created_at=utcnow())
         self.r.hset(self.k("pins"), pin.id, pin.model_dump_json())
         self.audit("pin", who, pin=pin.model_dump(mode="json"))
+        self.notify("pin", pin=pin.model_dump(mode="json"))
         return pin
 
     def remove_pin(self, pin_id: str, who: str) -> None:
         if not self.r.hdel(self.k("pins"), pin_id):
             raise ServiceError(404, f"no pin '{pin_id}'")
         self.audit("unpin", who, pin=pin_id)
+        self.notify("unpin", id=pin_id)
 
     def brake(self) -> dict[str, Any] | None:
         raw = self.r.get(self.k("brake"))
@@ -674,12 +730,57 @@ class PlanService:
             state = {"on": True, "by": who, "at": utcnow().isoformat(), "reason": reason}
             self.r.set(self.k("brake"), json.dumps(state))
             self.audit("brake", who, reason=reason)
+            self.notify("brake", brake=state)
             return state
         self.r.delete(self.k("brake"))
         self.audit("brake-lifted", who)
+        self.notify("brake", brake=None)
         return None
 
     # ------------------------------------------------------------------ reads
+
+    def view(self, pid: str | None = None) -> dict[str, Any]:
+        """What the planner's page draws: the released plan, or a proposal with its moves' old places as ghosts."""
+        tail = self.r.xrevrange(self.k("live"), count=1)  # first: pushes after this id are not in the view
+        with self.lock:
+            problem = self.problem.model_copy(update={"now": self.now()})
+            rel = self.released
+        pins = self.pins()
+        pinned = {p.operation for p in pins if p.kind == "operation" and p.operation}
+        origin = self.clock.origin.isoformat()
+        if pid is None:
+            kpis, violations = kpis_of(problem, rel.schedule)
+            out = plan_view(problem, rel.schedule, kpis=kpis or rel.kpis, origin=origin, pinned=pinned,
+                            title=self.config.name)
+            out["violations"] = violations[:50]
+        else:
+            prop = self.proposal(pid)
+            out = plan_view(problem, prop.schedule, kpis=prop.kpis_after, origin=origin, pinned=pinned,
+                            title=self.config.name)
+            mix = {m["id"]: i for i, m in enumerate(out["machines"])}
+            base = rel.schedule.by_operation() if rel.version == prop.base_version else {}
+            now_at = prop.schedule.by_operation()
+            ghosts = []
+            for m in prop.diff.moved:
+                if m.from_resource in mix and m.from_start is not None:
+                    old = base.get(m.operation)
+                    length = (old.end - old.start) if old else now_at[m.operation].end - now_at[m.operation].start
+                    ghosts.append([m.operation, mix[m.from_resource], m.from_start, m.from_start + length])
+            out["proposal"] = {**proposal_card(prop), "moved_ops": [m.operation for m in prop.diff.moved],
+                               "ghosts": ghosts, "tardiness_worse_orders": prop.diff.tardiness_worse[:200],
+                               "decided_by": prop.decided_by, "reason": prop.reason}
+            out["violations"] = []
+        open_props = [Proposal.model_validate_json(v) for v in self.r.hvals(self.k("proposals"))]
+        jobs = [ReplanJob.model_validate_json(v) for v in self.r.hvals(self.k("replans"))]
+        out.update(
+            plan_version=rel.version, released_by=rel.released_by, released_at=rel.released_at.isoformat(),
+            brake=self.brake(), pins=[p.model_dump(mode="json") for p in pins],
+            proposals=[proposal_card(p) for p in sorted(open_props, key=lambda p: p.created_at, reverse=True)
+                       if p.status == "proposed"],
+            replans=[{"id": j.id, "status": j.status, "scope": j.spec.scope, "target": j.spec.target}
+                     for j in jobs if j.status in ("queued", "running")],
+            live_from=tail[0][0] if tail else "0-0")
+        return out
 
     def kpis(self) -> dict[str, Any]:
         with self.lock:

@@ -401,7 +401,23 @@ def kpis_of(problem: Problem, schedule: Schedule) -> tuple[KPIs | None, list[str
 # ----------------------------------------------------------------------------- explain
 
 
-def explain_order(problem: Problem, schedule: Schedule, order_id: str) -> dict[str, object]:
+class ExplainIndex:
+    """The lookups :func:`explain_order` needs, built once per plan (a page explains every late order)."""
+
+    def __init__(self, problem: Problem, schedule: Schedule) -> None:
+        self.by_op = schedule.by_operation()
+        self.ops = {op.id: op for _, op in problem.operations()}
+        self.owner = {op.id: o for o, op in problem.operations()}
+        self.mats = {m.id: m for m in problem.materials}
+        self.on_machine: dict[str, list[tuple[int, int, str]]] = {}
+        for s in schedule.operations:
+            self.on_machine.setdefault(s.resource, []).append((s.start, s.end, s.operation))
+        for v in self.on_machine.values():
+            v.sort()
+
+
+def explain_order(problem: Problem, schedule: Schedule, order_id: str,
+                  index: ExplainIndex | None = None) -> dict[str, object]:
     """Where an order is and why it ends when it does: its critical chain, bottleneck and material waits.
 
     The chain is walked back from the order's last operation: each link is what its start waited
@@ -411,15 +427,8 @@ def explain_order(problem: Problem, schedule: Schedule, order_id: str) -> dict[s
     order = next((o for o in problem.orders if o.id == order_id), None)
     if order is None:
         raise KeyError(order_id)
-    by_op = schedule.by_operation()
-    ops = {op.id: op for _, op in problem.operations()}
-    owner = {op.id: o for o, op in problem.operations()}
-    mats = {m.id: m for m in problem.materials}
-    on_machine: dict[str, list[tuple[int, int, str]]] = {}
-    for s in schedule.operations:
-        on_machine.setdefault(s.resource, []).append((s.start, s.end, s.operation))
-    for v in on_machine.values():
-        v.sort()
+    ix = index or ExplainIndex(problem, schedule)
+    by_op, ops, owner, mats, on_machine = ix.by_op, ix.ops, ix.owner, ix.mats, ix.on_machine
     status = [{"operation": op.id, "status": op.status.value,
                "machine": by_op[op.id].resource if op.id in by_op else None,
                "start": by_op[op.id].start if op.id in by_op else None,
