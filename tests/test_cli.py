@@ -109,7 +109,8 @@ def test_demo_writes_schedule_kpis_and_gantt(tmp_path: Path) -> None:
     report = check(problem, schedule)
     assert report.ok and report.kpis is not None
     assert json.loads((tmp_path / "kpis.json").read_text())["makespan"] == report.kpis.makespan
-    assert "<svg" in (tmp_path / "gantt.html").read_text()
+    page = (tmp_path / "gantt.html").read_text()
+    assert "window.PAICHAN_VIEW=" in page and "echarts" in page and "<script src=" not in page  # self-contained
 
 
 def test_committed_schemas_match_the_models() -> None:

@@ -151,7 +151,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         service.start()
         monitors = _opcua(service)
         _say(f"plan version {service.released.version} ({len(service.released.schedule.operations)} operations); "
-             f"serving on http://{args.host}:{args.port} (API docs at /docs)")
+             f"serving on http://{args.host}:{args.port}: the planner's page at /ui (sign in with a planner "
+             "or viewer key), API docs at /docs")
         try:
             uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
         finally:
