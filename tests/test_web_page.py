@@ -37,7 +37,7 @@ from paichan.solver import SolveParams, solve
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "out" / "test-artifacts"
 ORIGIN = datetime(2026, 12, 2, 6, tzinfo=UTC)
-KEY, MES_KEY = "planner-key-web-0123456789", "mes-key-web-0123456789abc"
+KEY, MES_KEY, VIEWER_KEY = "planner-key-web-0123456789", "mes-key-web-0123456789abc", "viewer-key-web-0123456789"
 SECRET = WebhookSecret.generate()
 BREAKDOWN = 4  # index of "breakdown" in the view's window_kinds
 
@@ -50,6 +50,7 @@ class Live:
         cfg = ServiceConfig(
             name=f"web{int(time.time() * 1000) % 10**8}",
             clients=[ClientConfig(name="ann", key=KEY, role="planner"),
+                     ClientConfig(name="vic", key=VIEWER_KEY, role="viewer"),
                      ClientConfig(name="mes-hall", key=MES_KEY, role="mes")],
             webhooks={"secrets": [SECRET]},
             replanning=ReplanConfig(auto=True, time_limit=2.0, freeze_minutes=0, auto_release_max_moves=0),
@@ -108,10 +109,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         svc.close()
 
 
-def open_page(page: Page, live: Live) -> None:
+def open_page(page: Page, live: Live, key: str = KEY) -> None:
     """Sign in through the page's own form and wait until the plan is drawn."""
     page.goto(live.url + "/")
-    page.get_by_test_id("login-key").fill(KEY)
+    page.get_by_test_id("login-key").fill(key)
     page.get_by_test_id("login-go").click()
     page.wait_for_function("window.paichan && window.paichan.drawnAt != null && window.paichan.es", timeout=20_000)
     page.wait_for_function("window.paichan.es.readyState === 1", timeout=10_000)
@@ -296,6 +297,21 @@ def test_the_page_speaks_chinese_when_the_browser_asks(live: Live) -> None:
         page.get_by_test_id("lang").select_option("en")
         page.wait_for_function("window.paichan.drawnAt != null")
         assert "Production plan" in page.get_by_test_id("title").inner_text()
+
+
+def test_a_viewer_reads_but_cannot_change_the_plan(live: Live) -> None:
+    with browser_page() as page:
+        page.goto(live.url + "/ui")
+        page.get_by_test_id("login-key").fill("not-a-key")
+        page.get_by_test_id("login-go").click()
+        page.get_by_text("Unknown key").wait_for()
+        open_page(page, live, VIEWER_KEY)
+        assert page.get_by_test_id("replan").is_hidden() and page.get_by_test_id("move-mode").is_hidden()
+        assert page.get_by_test_id("brake").is_disabled()
+        assert page.evaluate("window.paichan.view.ops.id.length") == len(released(live).operations)
+        status = page.evaluate("fetch('/replans', {method: 'POST', headers: {'content-type': 'application/json'},"
+                               " body: JSON.stringify({scope: 'all'})}).then(r => r.status)")
+        assert status == 403, "the server refuses, not only the page"
 
 
 def test_gantt_html_draws_offline_from_a_file(tmp_path: Path) -> None:

@@ -359,7 +359,7 @@
       `<span>${esc(t("moved", {n: p.moved}))}</span><span>${esc(t("worse", {n: p.tardiness_worse}))}</span>` +
       `<span>${t("weighted_tardiness")}: ${esc(b.weighted_tardiness)} → <b>${esc(a.weighted_tardiness)}</b></span>` +
       `<span>${t("late_orders")}: ${esc(b.late_orders)} → <b>${esc(a.late_orders)}</b></span>` +
-      (p.status === "proposed" ? `<button id="bn-release" data-testid="release">${t("release")}</button>` +
+      (p.status === "proposed" && S.role === "planner" ? `<button id="bn-release" data-testid="release">${t("release")}</button>` +
         `<button id="bn-reject" class="danger" data-testid="reject">${t("reject")}</button>` : `<i>${esc(p.status)}</i>`) +
       `<button id="bn-back" class="secondary" data-testid="back">${t("back")}</button>`;
     const rel = $("bn-release"), rej = $("bn-reject");
@@ -401,7 +401,7 @@
     let html = `<div class="row"><b>${esc(opId)}</b><span class="spacer"></span>` +
       `<button class="link" id="dt-close">${t("close")}</button></div><table>` +
       rows.map(([k, v]) => `<tr><td>${esc(k)}</td><td>${esc(v)}</td></tr>`).join("") + "</table>";
-    if (!STATIC && !S.reviewing && o.state[i] === 0) {
+    if (!STATIC && !S.reviewing && o.state[i] === 0 && S.role === "planner") {
       html += `<div class="row">` + (pin ? `<button id="dt-unpin" data-testid="unpin">${t("unpin")}</button>`
         : `<button id="dt-pin" data-testid="pin">${t("pin_here")}</button>`) + `</div>`;
     }
@@ -470,6 +470,11 @@
     if (resource != null) Object.assign(body, {resource, start});
     const pin = await api("POST", "/pins", body);
     return pin;
+  }
+  function signedIn(who) {  // a viewer reads; only a planner replans, releases, pins and brakes
+    S.role = who.role;
+    document.body.classList.toggle("viewer", who.role !== "planner");
+    $("brake").disabled = who.role !== "planner";  // a viewer sees the brake, cannot move it
   }
   function showLogin() { $("login").classList.remove("hidden"); $("login-key").focus(); }
 
@@ -684,6 +689,7 @@
       const resp = await fetch("/ui/login", {method: "POST", headers: {"content-type": "application/json"},
         body: JSON.stringify({key: $("login-key").value})});
       if (!resp.ok) { $("login-err").textContent = t("login_bad"); return; }
+      signedIn(await resp.json());
       $("login").classList.add("hidden");
       load(null).catch(fail);
     });
@@ -703,9 +709,9 @@
     renderAll(true);
     $("version").title = t("static_note");
   } else {
-    fetch("/ui/me", {credentials: "same-origin"}).then((r) => {
+    fetch("/ui/me", {credentials: "same-origin"}).then(async (r) => {
       if (r.status === 401 || r.status === 403) showLogin();
-      else load(null).catch(fail);
+      else { signedIn(await r.json()); load(null).catch(fail); }
     }, fail);
   }
 })();
