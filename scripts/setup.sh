@@ -30,6 +30,16 @@ if ! command -v chromium >/dev/null 2>&1; then
       "or set PAICHAN_CHROMIUM" >&2
   fi
 fi
+if command -v fc-list >/dev/null 2>&1 && [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then
+  # The planner's page speaks Chinese; without a CJK font headless Chromium draws boxes for it.
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing a Chinese font for the planner's page (apt-get fonts-noto-cjk) ..." >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk) >&2 \
+      || echo "warning: could not install fonts-noto-cjk; Chinese text on the page may show as boxes" >&2
+  else
+    echo "warning: no Chinese font; install fonts-noto-cjk for the planner's Chinese page" >&2
+  fi
+fi
 extra=""
 [ "${1:-}" = "--dev" ] && extra="[dev]"
 # the stamp names what is installed: pyproject.toml's content and the extras
