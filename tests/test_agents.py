@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import ray
+import redis
 
 from paichan.agents.explain import load_journal, order_story, summary
 from paichan.agents.host import HostCore
 from paichan.agents.messages import Award, NewOrder
-from paichan.agents.runtime import Network, agents_schedule, run_agents
+from paichan.agents.runtime import Network, agents_schedule, run_agents, unreachable_bus
 from paichan.agents.scenario import Scenario, ScenarioError, global_problem, load_scenario, small_network
-from paichan.bus import Bus, make
+from paichan.bus import Bus, EmbeddedRedis, make
 from paichan.checker import check
 from paichan.service.output import write_run
 
@@ -98,6 +100,32 @@ def test_late_orders_move_to_another_plant_after_a_breakdown(ray_session: None, 
     plants = {o["order"]: o["plant"] for o in json.loads((tmp_path / "schedule.json").read_text())["operations"]}
     assert "P2" in plants.values()
     assert kpis["weighted_tardiness"] < 4 * 4500  # staying behind the breakdown would make each ~4,500 late
+
+
+def test_cleanup_leaves_no_key_of_the_run_on_a_shared_redis(ray_session: None, tmp_path: Path,
+                                                           redis_server: EmbeddedRedis,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    sc = small_network(orders=2, name=f"cleanup{uuid.uuid4().hex[:6]}")
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    r = redis.Redis.from_url(redis_server.url)
+    other = f"paichan:someone-else:{uuid.uuid4().hex[:6]}:state:x"  # another run's key on the same server
+    r.set(other, "1")
+    said: list[str] = []
+    result = run_agents(sc, tmp_path, progress=said.append, timeout=120, cleanup=True)
+    assert result.kpis["feasible"] and result.journal
+    assert list(r.scan_iter(f"paichan:{sc.name}:*")) == []
+    assert r.get(other) == b"1"
+    assert any(line.startswith("removed ") for line in said)
+    r.delete(other)
+
+
+def test_a_cluster_with_other_hosts_refuses_a_loopback_bus() -> None:
+    here = "10.0.0.10"
+    assert unreachable_bus("redis://127.0.0.1:6390/0", [here], here) is None  # one host: loopback is fine
+    assert unreachable_bus("redis://127.0.0.1:6390/0", [here, here], here) is None  # two raylets, one host
+    why = unreachable_bus("redis://:secret@127.0.0.1:6390/0", [here, "10.0.0.11"], here)
+    assert why is not None and "10.0.0.11" in why and "REDIS_URL" in why and "secret" not in why
+    assert unreachable_bus("redis://:secret@10.0.0.10:6379/0", [here, "10.0.0.11"], here) is None
 
 
 def test_duplicates_never_double_book(bus: Bus) -> None:

@@ -258,3 +258,15 @@ def test_password_protected_redis_is_said_as_such_and_never_printed(tmp_path: Pa
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_remove_namespace_removes_only_its_own_keys(redis_server: EmbeddedRedis) -> None:
+    mine, theirs = Bus(redis_server.url, "rm:mine"), Bus(redis_server.url, "rm:mine-not")
+    for b in (mine, theirs):
+        c = Consumer(b, "agent")
+        b.send(ping(1))
+        c.publish({"x": 1}, [])
+    assert mine.remove_namespace() >= 4  # inbox, journal, state, epoch
+    assert list(mine.r.scan_iter("rm:mine:*")) == []
+    assert theirs.load_state("agent") == {"x": 1} and theirs.r.exists(theirs.journal)
+    theirs.remove_namespace()

@@ -7,6 +7,12 @@ with OR-Tools per plant instead of per line). The actor is restartable
 (``max_restarts=-1``): a new incarnation rebuilds every agent from its last
 committed state in Redis and first re-reads its pending messages, so no
 award and no committed operation is lost.
+
+Each incarnation takes a new epoch per agent before it reads that agent's state
+(:class:`~paichan.bus.streams.Consumer`); a copy whose epoch is no longer the live
+one (Ray restarted it elsewhere while the old process still runs, e.g. on a hung
+node) has every commit refused, stops that agent and, once all its agents are
+fenced, stops its loop: it no longer reads, writes or spins against Redis.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from paichan.agents.plant import PlantAgent
 from paichan.agents.scenario import LineSpec, PlantSpec, Scenario, SupplierSpec
 from paichan.agents.supplier import SupplierAgent
 from paichan.bus.envelope import Envelope
-from paichan.bus.streams import Bus, Consumer, Delivery
+from paichan.bus.streams import Bus, Consumer, Delivery, Fenced
 
 
 def agent_factories(sc: Scenario) -> dict[str, Callable[[], Agent]]:
@@ -71,19 +77,21 @@ class HostCore:
         self.agents: dict[str, Agent] = {}
         self.consumers: dict[str, Consumer] = {}
         self.restored: list[str] = []
+        self.fenced: list[str] = []
         for aid in agent_ids:
-            self.agents[aid] = self._fresh(aid)
-            self.consumers[aid] = Consumer(self.bus, aid, self.agents[aid].topics, consumer=aid,
-                                           claim_idle_ms=claim_idle_ms)
+            agent = self.factories[aid]()
+            # the epoch first, the state second: a stale copy cannot commit after this incarnation has read
+            self.consumers[aid] = Consumer(self.bus, aid, agent.topics, consumer=aid, claim_idle_ms=claim_idle_ms)
+            self.agents[aid] = self._fresh(aid, agent)
         self.errors: list[str] = []
         self.stop_event = threading.Event()
         self.last_reclaim = 0.0
         self.thread = threading.Thread(target=self._loop, name="agent-host", daemon=True)
         self.thread.start()
 
-    def _fresh(self, aid: str) -> Agent:
+    def _fresh(self, aid: str, agent: Agent | None = None) -> Agent:
         """A new agent, restored from its last committed state if there is one."""
-        agent = self.factories[aid]()
+        agent = agent or self.factories[aid]()
         state = self.bus.load_state(aid)
         if state is not None:
             agent.restore(state)
@@ -97,13 +105,25 @@ class HostCore:
                 reclaim = time.monotonic() - self.last_reclaim > 2.0
                 if reclaim:
                     self.last_reclaim = time.monotonic()
-                for aid in self.agents:
-                    busy |= self.step(aid, reclaim)
+                for aid in list(self.agents):
+                    try:
+                        busy |= self.step(aid, reclaim)
+                    except Fenced as e:  # a newer incarnation owns this agent now: let go of it
+                        self.fence(aid, str(e))
             except Exception:  # keep the host alive; the error is reported by status()
                 self.errors.append(traceback.format_exc(limit=5))
                 time.sleep(0.5)
             if not busy:
                 time.sleep(0.005)
+
+    def fence(self, aid: str, why: str) -> None:
+        """Stop running ``aid`` here; with no agent left, stop the loop."""
+        self.agents.pop(aid, None)
+        self.consumers.pop(aid, None)
+        self.fenced.append(aid)
+        self.errors.append(f"fenced: {why}")
+        if not self.agents:
+            self.stop_event.set()
 
     def step(self, aid: str, reclaim: bool = False) -> bool:
         agent, consumer = self.agents[aid], self.consumers[aid]
@@ -165,7 +185,7 @@ class HostCore:
 
     def status(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "agents": {a: ag.handled for a, ag in self.agents.items()},
-                "restored": self.restored, "errors": self.errors[-5:]}
+                "restored": self.restored, "fenced": self.fenced, "errors": self.errors[-5:]}
 
     def shutdown(self) -> None:
         self.stop_event.set()

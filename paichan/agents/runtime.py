@@ -22,11 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from paichan.agents.messages import Improve, MachineDown, NewOrder, Replan, SupplierDelay
 from paichan.agents.scenario import Scenario, global_problem, machine_id, scenario_delays
 from paichan.bus.envelope import make
-from paichan.bus.server import masked, resolve_redis
+from paichan.bus.server import RedisUnavailable, masked, resolve_redis
 from paichan.bus.streams import Bus
 from paichan.checker import CheckReport, check
 from paichan.domain import Problem, Schedule, ScheduledOperation
@@ -66,6 +67,37 @@ def host_groups(sc: Scenario) -> list[tuple[str, list[str]]]:
     return groups
 
 
+LOOPBACK = ("127.", "localhost", "::1", "0.0.0.0")
+
+
+def unreachable_bus(url: str, nodes: list[str], here: str) -> str | None:
+    """Why agents on other Ray nodes could not reach the bus at ``url``, or None.
+
+    ``nodes`` are the cluster's alive node addresses, ``here`` the driver's: a bus on a loopback
+    address is only reachable when every node is this host.
+    """
+    host = urlsplit(url).hostname or ""
+    others = sorted({n for n in nodes if n != here})
+    if others and host.startswith(LOOPBACK):
+        return (f"the Ray cluster (RAY_ADDRESS) has nodes on other hosts ({', '.join(others[:5])}), but the bus is "
+                f"{masked(url)} (the private redis-server, or a loopback REDIS_URL): agents there would dial their "
+                "own 127.0.0.1. Set REDIS_URL to a Redis every node reaches, with a password "
+                "(docs/CLUSTER.md, ray_cluster.yaml)")
+    return None
+
+
+def _node_addresses() -> list[str]:
+    import ray
+
+    return [str(n["NodeManagerAddress"]) for n in ray.nodes() if n.get("Alive")]
+
+
+def _this_address() -> str:
+    import ray
+
+    return str(ray.util.get_node_ip_address())
+
+
 class Network:
     """A running agent network (hosts on Ray, bus on Redis)."""
 
@@ -90,6 +122,9 @@ class Network:
                 self.started_ray = True
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True,
                          configure_logging=False)
+            reason = unreachable_bus(self.url, _node_addresses(), _this_address())
+            if reason:
+                raise RedisUnavailable(reason)
             payload = sc.model_dump_json()
             for name, ids in host_groups(sc):
                 self.hosts[name] = AgentHost.options(  # type: ignore[attr-defined]
@@ -246,6 +281,19 @@ class Network:
         import ray
 
         with sigint_ignored():
+            self.shutdown_hosts()
+            if self.started_ray:
+                ray.shutdown()
+                self.started_ray = False
+            if self.server is not None:
+                self.server.stop()
+                self.server = None
+
+    def shutdown_hosts(self) -> None:
+        """Stop and kill every host actor; never raises."""
+        import ray
+
+        with sigint_ignored():
             for h in self.hosts.values():
                 try:
                     ray.get(h.shutdown.remote(), timeout=30)
@@ -256,12 +304,6 @@ class Network:
                 except Exception:
                     pass
             self.hosts = {}
-            if self.started_ray:
-                ray.shutdown()
-                self.started_ray = False
-            if self.server is not None:
-                self.server.stop()
-                self.server = None
 
 
 def agents_schedule(sc: Scenario, problem: Problem, lines: dict[str, dict[str, Any]]) -> Schedule:
@@ -318,8 +360,12 @@ def checked_result(sc: Scenario, problem: Problem, schedule: Schedule, extra: di
     return RunResult(sc, problem, schedule, report, kpis, journal)
 
 
-def run_agents(sc: Scenario, workdir: Path, progress: Progress = _stderr, timeout: float = 1800) -> RunResult:
-    """Negotiate the scenario with agents on Ray; the private redis-server (if any) lives in ``workdir``."""
+def run_agents(sc: Scenario, workdir: Path, progress: Progress = _stderr, timeout: float = 1800,
+               cleanup: bool = False) -> RunResult:
+    """Negotiate the scenario with agents on Ray; the private redis-server (if any) lives in ``workdir``.
+
+    ``cleanup`` deletes the run's keys from a shared Redis (``REDIS_URL``) once its results are read.
+    """
     t0 = time.monotonic()
     net = Network(sc, workdir, progress)
     try:
@@ -356,6 +402,10 @@ def run_agents(sc: Scenario, workdir: Path, progress: Progress = _stderr, timeou
             "stale_confirms": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "stale_confirm"),
         }
         result = checked_result(sc, problem, schedule, extra, journal)
+        if cleanup and net.server is None:
+            net.shutdown_hosts()  # nothing may write the namespace again once it is gone
+            progress(f"removed {net.bus.remove_namespace()} keys of this run ({net.namespace}) from "
+                     f"{masked(net.url)}")
     finally:
         net.close()
     progress(f"done in {time.monotonic() - t0:.1f} s: {_kpi_line(result.kpis)}")

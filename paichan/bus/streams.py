@@ -17,12 +17,17 @@ Delivery guarantees, and how they are kept:
   namespace with their own types, so that cannot happen short of tampering.
 * **Poison-free**: entries that do not decode (bad envelope, unknown type,
   bad payload) go to the dead-letter stream with the reason and are acked.
+* **Fenced**: each :class:`Consumer` is one incarnation of its agent and takes the
+  next epoch of that agent (``INCR``) when it starts. Every commit WATCHes the
+  epoch and runs only while it is still this incarnation's, so a stale copy (an
+  actor that Ray restarted elsewhere while the old process still runs) can never
+  overwrite the new one's state or send in its name: its commit raises :class:`Fenced`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import cast
 
@@ -32,6 +37,10 @@ from pydantic import BaseModel
 from paichan.bus.envelope import Envelope, InvalidMessage, decode
 
 FIELD = "envelope"
+
+
+class Fenced(RuntimeError):
+    """A newer incarnation of this agent has started: this copy's commits are refused and it must stop."""
 
 
 def _json(state: dict | str) -> str:
@@ -79,6 +88,9 @@ class Bus:
     def processed_key(self, agent: str) -> str:
         return f"{self.ns}:processed:{agent}"
 
+    def epoch_key(self, agent: str) -> str:
+        return f"{self.ns}:epoch:{agent}"
+
     def stream_for(self, recipient: str) -> str:
         if recipient.startswith("topic:"):
             return self.topic(recipient[len("topic:"):])
@@ -103,6 +115,19 @@ class Bus:
     def load_state(self, agent: str) -> dict | None:
         raw = self.r.get(self.state_key(agent))
         return None if raw is None else json.loads(raw)
+
+    def remove_namespace(self) -> int:
+        """Delete every key of this namespace (a finished run on a shared Redis); returns how many."""
+        removed = 0
+        batch: list[str] = []
+        for key in self.r.scan_iter(f"{self.ns}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 500:
+                removed += int(self.r.unlink(*batch))
+                batch = []
+        if batch:
+            removed += int(self.r.unlink(*batch))
+        return removed
 
     def journal_entries(self) -> list[Envelope]:
         """Every message sent so far, in order."""
@@ -129,8 +154,10 @@ class Consumer:
     """An agent's reading end: its inbox and any topics, through its own group."""
 
     def __init__(self, bus: Bus, agent: str, topics: Iterable[str] = (), consumer: str | None = None,
-                 claim_idle_ms: int = 30_000) -> None:
+                 claim_idle_ms: int = 30_000, fence: bool = True) -> None:
         self.bus = bus
+        # this incarnation's epoch: taken first, so any older copy's later commit is refused
+        self.epoch: int | None = int(bus.r.incr(bus.epoch_key(agent))) if fence else None
         self.agent = agent
         self.group = agent
         self.consumer = consumer or agent
@@ -186,32 +213,58 @@ class Consumer:
 
         ``state`` is JSON-ready data, or already JSON text (an agent's state model serialises itself faster)."""
         batch = d if isinstance(d, list) else [d]
-        pipe = self.bus.r.pipeline(transaction=True)
-        if state is not None:
-            pipe.set(self.bus.state_key(self.agent), _json(state))
-        self.bus._queue(pipe, outgoing)
-        ids = [x.envelope.id for x in batch if x.envelope is not None]
-        if ids:
-            pipe.sadd(self.bus.processed_key(self.agent), *ids)
-        for x in batch:
-            pipe.xack(x.stream, self.group, x.entry_id)
-        pipe.execute()
+
+        def queue(pipe: redis.client.Pipeline) -> None:
+            if state is not None:
+                pipe.set(self.bus.state_key(self.agent), _json(state))
+            self.bus._queue(pipe, outgoing)
+            ids = [x.envelope.id for x in batch if x.envelope is not None]
+            if ids:
+                pipe.sadd(self.bus.processed_key(self.agent), *ids)
+            for x in batch:
+                pipe.xack(x.stream, self.group, x.entry_id)
+
+        self._transaction(queue)
+
+    def _transaction(self, queue: Callable[[redis.client.Pipeline], None]) -> None:
+        """Run the queued commands in one MULTI/EXEC, only while this incarnation's epoch is the live one."""
+        with self.bus.r.pipeline(transaction=True) as pipe:
+            if self.epoch is None:
+                queue(pipe)
+                pipe.execute()
+                return
+            key = self.bus.epoch_key(self.agent)
+            try:
+                pipe.watch(key)
+                live = cast(str | None, pipe.get(key))  # decode_responses: text
+                if live is None or int(live) != self.epoch:
+                    raise Fenced(f"{self.agent}: incarnation {self.epoch} is stale (epoch {live} is live); "
+                                 "its commit was refused")
+                pipe.multi()
+                queue(pipe)
+                pipe.execute()
+            except redis.WatchError:
+                raise Fenced(f"{self.agent}: a newer incarnation started during this commit; refused") from None
 
     def publish(self, state: dict | str | None, outgoing: Iterable[Envelope]) -> None:
         """Atomically store state (data or JSON text) and send messages not caused by a delivery (clock ticks)."""
-        pipe = self.bus.r.pipeline(transaction=True)
-        if state is not None:
-            pipe.set(self.bus.state_key(self.agent), _json(state))
-        self.bus._queue(pipe, outgoing)
-        pipe.execute()
+
+        def queue(pipe: redis.client.Pipeline) -> None:
+            if state is not None:
+                pipe.set(self.bus.state_key(self.agent), _json(state))
+            self.bus._queue(pipe, outgoing)
+
+        self._transaction(queue)
 
     def ack(self, d: Delivery) -> None:
         self.bus.r.xack(d.stream, self.group, d.entry_id)
 
     def dead_letter(self, d: Delivery, reason: str) -> None:
         """Park an entry we cannot handle, with the reason, and acknowledge it."""
-        pipe = self.bus.r.pipeline(transaction=True)
-        pipe.xadd(self.bus.deadletter, {"stream": d.stream, "entry_id": d.entry_id, "agent": self.agent,
-                                        "reason": reason, "raw": json.dumps(d.fields)})
-        pipe.xack(d.stream, self.group, d.entry_id)
-        pipe.execute()
+
+        def queue(pipe: redis.client.Pipeline) -> None:
+            pipe.xadd(self.bus.deadletter, {"stream": d.stream, "entry_id": d.entry_id, "agent": self.agent,
+                                            "reason": reason, "raw": json.dumps(d.fields)})
+            pipe.xack(d.stream, self.group, d.entry_id)
+
+        self._transaction(queue)

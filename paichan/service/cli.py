@@ -201,7 +201,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.centralised:
             result = run_centralised(sc, args.time_limit)
         else:
-            result = run_agents(sc, out, timeout=args.timeout)
+            result = run_agents(sc, out, timeout=args.timeout, cleanup=args.cleanup)
     except RedisUnavailable as e:
         raise CliError(str(e)) from e
     except KeyboardInterrupt:  # Network.close has stopped the agents, Ray and the private redis-server
@@ -293,6 +293,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--centralised", action="store_true", help="solve as one CP-SAT problem instead")
     r.add_argument("--time-limit", type=float, default=60.0, help="centralised solve time (s)")
     r.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for the agents after this (s)")
+    r.add_argument("--cleanup", action="store_true",
+                   help="with REDIS_URL (a shared Redis): delete this run's keys once its files are written")
     r.set_defaults(func=cmd_run)
     x = sub.add_parser("explain", help="explain a run from its negotiations.jsonl: every order, or one in detail")
     x.add_argument("run", help="run directory (or its negotiations.jsonl)")
