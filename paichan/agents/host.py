@@ -78,6 +78,8 @@ class HostCore:
         self.consumers: dict[str, Consumer] = {}
         self.restored: list[str] = []
         self.fenced: list[str] = []
+        self.reload: set[str] = set()  # agents to rebuild from their last commit before their next step
+        self.reloads = 0
         for aid in agent_ids:
             agent = self.factories[aid]()
             # the epoch first, the state second: a stale copy cannot commit after this incarnation has read
@@ -107,14 +109,28 @@ class HostCore:
                     self.last_reclaim = time.monotonic()
                 for aid in list(self.agents):
                     try:
+                        if aid in self.reload:
+                            self._reload(aid)
                         busy |= self.step(aid, reclaim)
                     except Fenced as e:  # a newer incarnation owns this agent now: let go of it
                         self.fence(aid, str(e))
+                    except Exception:
+                        # a failed step may have changed the agent in memory without its commit (Redis away
+                        # longer than the client's retries): rebuild it from its last commit before going on
+                        self.reload.add(aid)
+                        raise
             except Exception:  # keep the host alive; the error is reported by status()
                 self.errors.append(traceback.format_exc(limit=5))
                 time.sleep(0.5)
             if not busy:
                 time.sleep(0.005)
+
+    def _reload(self, aid: str) -> None:
+        """Rebuild ``aid`` from its last commit and re-read its pending messages (after a failed step)."""
+        self.agents[aid] = self._fresh(aid)
+        self.consumers[aid]._backlog = True
+        self.reload.discard(aid)
+        self.reloads += 1
 
     def fence(self, aid: str, why: str) -> None:
         """Stop running ``aid`` here; with no agent left, stop the loop."""
@@ -185,7 +201,8 @@ class HostCore:
 
     def status(self) -> dict[str, Any]:
         return {"pid": os.getpid(), "agents": {a: ag.handled for a, ag in self.agents.items()},
-                "restored": self.restored, "fenced": self.fenced, "errors": self.errors[-5:]}
+                "restored": self.restored, "fenced": self.fenced, "reloads": self.reloads,
+                "errors": self.errors[-5:]}
 
     def shutdown(self) -> None:
         self.stop_event.set()

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import redis
+
 from paichan.agents.messages import Improve, MachineDown, NewOrder, Replan, SupplierDelay
 from paichan.agents.scenario import Scenario, global_problem, machine_id, scenario_delays
 from paichan.bus.envelope import make
@@ -68,6 +70,13 @@ def host_groups(sc: Scenario) -> list[tuple[str, list[str]]]:
 
 
 LOOPBACK = ("127.", "localhost", "::1", "0.0.0.0")
+MAX_REDIS_RESTARTS = 5
+# how long the driver waits for an unreachable Redis before it gives up on the run (s)
+BUS_OUTAGE_S = float(os.environ.get("PAICHAN_BUS_OUTAGE_S", "90"))
+
+
+class BusLost(RedisUnavailable):
+    """Redis went away during a run and did not come back in time."""
 
 
 def unreachable_bus(url: str, nodes: list[str], here: str) -> str | None:
@@ -111,10 +120,17 @@ class Network:
         t0 = time.monotonic()
         self.hosts: dict[str, Any] = {}
         self.started_ray = False
-        self.url, self.server = resolve_redis(workdir)
+        # the private server writes every commit to its AOF before answering ("always"): a kill -9 of it
+        # loses nothing an agent was told is committed, and the supervisor below restarts it from that AOF
+        self.url, self.server = resolve_redis(workdir, appendfsync="always")
+        self.closing = threading.Event()
+        self.redis_restarts = 0
         try:
             self.namespace = f"paichan:{sc.name}:{uuid.uuid4().hex[:8]}"
-            self.bus = Bus(self.url, self.namespace)
+            # the driver's client gives up after ~2 s so that its loops can say what is going on
+            self.bus = Bus(self.url, self.namespace, retries=5)
+            if self.server is not None:
+                threading.Thread(target=self._supervise, name="redis-supervisor", daemon=True).start()
             if not ray.is_initialized():
                 address = os.environ.get("RAY_ADDRESS")
                 self.progress(f"starting Ray ({'joining ' + address if address else 'local'}; "
@@ -137,6 +153,27 @@ class Network:
         agents = sum(len(ids) for _, ids in host_groups(sc))
         self.progress(f"network up after {self.startup_s:.1f} s: {len(self.hosts)} Ray actors hosting "
                       f"{agents} agents; bus {masked(self.url)} ({self.namespace})")
+
+    def _supervise(self) -> None:
+        """Restart the private redis-server from its AOF when it dies (at most 5 times)."""
+        while not self.closing.wait(0.2):
+            server = self.server
+            if server is None or server.alive():
+                continue
+            code = server.proc.returncode if server.proc is not None else None
+            if self.redis_restarts >= MAX_REDIS_RESTARTS:
+                self.progress(f"the private redis-server died again (exit {code}); not restarting it "
+                              f"({MAX_REDIS_RESTARTS} restarts already)")
+                return
+            self.progress(f"the private redis-server died (exit {code}); restarting it from its AOF ...")
+            try:
+                took = server.restart()
+            except Exception as e:
+                self.progress(f"could not restart the private redis-server: {e}")
+                return
+            self.redis_restarts += 1
+            self.progress(f"redis-server is back after {took:.1f} s with every committed message; the agents "
+                          "and the run carry on")
 
     # ------------------------------------------------------------------ state
     def plant_states(self) -> dict[str, dict[str, Any]]:
@@ -164,13 +201,31 @@ class Network:
         t0 = time.monotonic()
         last = ""
         quiet_since: float | None = None
+        down_since: float | None = None
         while time.monotonic() - t0 < timeout:
-            pend = self.pending()
-            line = f"{what}: {self.summary()}, {pend} message(s) in flight, {time.monotonic() - t0:.0f} s"
+            try:
+                pend = self.pending()
+                summary = self.summary()
+                finished = pend == 0 and done()
+            except redis.RedisError as e:
+                down_since = down_since or time.monotonic()
+                out = time.monotonic() - down_since
+                if out > BUS_OUTAGE_S:
+                    raise BusLost(f"Redis ({masked(self.url)}) has not answered for {out:.0f} s ({e}); the run "
+                                  "stops here") from None
+                self.progress(f"{what}: the bus (Redis) does not answer ({type(e).__name__}); retrying, "
+                              f"{out:.0f} s of at most {BUS_OUTAGE_S} s")
+                quiet_since = None
+                time.sleep(1.0)
+                continue
+            if down_since is not None:
+                self.progress(f"{what}: the bus answers again after {time.monotonic() - down_since:.0f} s")
+                down_since = None
+            line = f"{what}: {summary}, {pend} message(s) in flight, {time.monotonic() - t0:.0f} s"
             if line != last:
                 self.progress(line)
                 last = line
-            if pend == 0 and done():
+            if finished:
                 quiet_since = quiet_since or time.monotonic()
                 if time.monotonic() - quiet_since > 0.5:
                     return True
@@ -281,6 +336,7 @@ class Network:
         import ray
 
         with sigint_ignored():
+            self.closing.set()
             self.shutdown_hosts()
             if self.started_ray:
                 ray.shutdown()
@@ -294,11 +350,11 @@ class Network:
         import ray
 
         with sigint_ignored():
+            try:  # all at once: a host still retrying a lost Redis takes its time to stop
+                ray.get([h.shutdown.remote() for h in self.hosts.values()], timeout=30)
+            except Exception:
+                pass
             for h in self.hosts.values():
-                try:
-                    ray.get(h.shutdown.remote(), timeout=30)
-                except Exception:
-                    pass
                 try:
                     ray.kill(h, no_restart=True)
                 except Exception:

@@ -85,6 +85,15 @@ class EmbeddedRedis:
             self.proc.kill()
             self.proc.wait()
 
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def restart(self, timeout: float = 30.0) -> float:
+        """Start the server again on the same port and directory (it reloads its AOF); returns the seconds taken."""
+        t0 = time.monotonic()
+        self.start(timeout)
+        return time.monotonic() - t0
+
     def kill(self) -> None:
         """Hard kill (tests of durability)."""
         if self.proc is not None:

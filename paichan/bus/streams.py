@@ -33,10 +33,27 @@ from typing import cast
 
 import redis
 from pydantic import BaseModel
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from paichan.bus.envelope import Envelope, InvalidMessage, decode
 
 FIELD = "envelope"
+#: how long a command waits for Redis to come back (connection refused, timeouts, AOF still loading):
+#: about 45 s of retries with backoff up to 1 s, then the error reaches the caller
+RETRIES = 50
+
+
+def bus_client(url: str, retries: int = RETRIES) -> redis.Redis:
+    """A Redis client that rides out a restart of the server: every command (and MULTI/EXEC) is retried.
+
+    Retrying a transaction whose EXEC did run but whose reply was lost applies it twice; the bus's
+    transactions are safe to repeat (state SET, SADD, XACK are idempotent; a repeated outgoing
+    message has the same envelope id, which its receiver acknowledges as a duplicate).
+    """
+    return redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=2, socket_timeout=30,
+                                retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+                                retry_on_error=[redis.ConnectionError, redis.TimeoutError])
 
 
 class Fenced(RuntimeError):
@@ -63,10 +80,10 @@ class Delivery:
 class Bus:
     """Names and sends; one per process (redis-py clients are thread-safe)."""
 
-    def __init__(self, url: str, namespace: str = "paichan") -> None:
+    def __init__(self, url: str, namespace: str = "paichan", retries: int = RETRIES) -> None:
         self.url = url
         self.ns = namespace
-        self.r = redis.Redis.from_url(url, decode_responses=True)
+        self.r = bus_client(url, retries)
 
     def inbox(self, agent: str) -> str:
         return f"{self.ns}:inbox:{agent}"
@@ -234,17 +251,22 @@ class Consumer:
                 pipe.execute()
                 return
             key = self.bus.epoch_key(self.agent)
-            try:
-                pipe.watch(key)
-                live = cast(str | None, pipe.get(key))  # decode_responses: text
-                if live is None or int(live) != self.epoch:
-                    raise Fenced(f"{self.agent}: incarnation {self.epoch} is stale (epoch {live} is live); "
-                                 "its commit was refused")
-                pipe.multi()
-                queue(pipe)
-                pipe.execute()
-            except redis.WatchError:
-                raise Fenced(f"{self.agent}: a newer incarnation started during this commit; refused") from None
+            for _ in range(RETRIES):
+                try:
+                    pipe.watch(key)
+                    live = cast(str | None, pipe.get(key))  # decode_responses: text
+                    if live is None or int(live) != self.epoch:
+                        raise Fenced(f"{self.agent}: incarnation {self.epoch} is stale (epoch {live} is live); "
+                                     "its commit was refused")
+                    pipe.multi()
+                    queue(pipe)
+                    pipe.execute()
+                    return
+                except redis.WatchError:
+                    # the epoch changed, or the connection dropped while watching it (redis-py says WatchError
+                    # for both): the next round reads the epoch again and fences or repeats the commit
+                    pipe.reset()
+            raise redis.ConnectionError(f"{self.agent}: the commit could not be completed; Redis keeps failing")
 
     def publish(self, state: dict | str | None, outgoing: Iterable[Envelope]) -> None:
         """Atomically store state (data or JSON text) and send messages not caused by a delivery (clock ticks)."""
