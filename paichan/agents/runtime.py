@@ -20,11 +20,13 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import redis
+from pydantic import BaseModel, ValidationError
 
 from paichan.agents.messages import Improve, MachineDown, NewOrder, Replan, SupplierDelay
 from paichan.agents.scenario import Scenario, global_problem, machine_id, scenario_delays
@@ -110,7 +112,8 @@ def _this_address() -> str:
 class Network:
     """A running agent network (hosts on Ray, bus on Redis)."""
 
-    def __init__(self, sc: Scenario, workdir: Path, progress: Progress = _stderr) -> None:
+    def __init__(self, sc: Scenario, workdir: Path, progress: Progress = _stderr,
+                 namespace: str | None = None) -> None:
         import ray
 
         from paichan.agents.host import AgentHost
@@ -126,7 +129,7 @@ class Network:
         self.closing = threading.Event()
         self.redis_restarts = 0
         try:
-            self.namespace = f"paichan:{sc.name}:{uuid.uuid4().hex[:8]}"
+            self.namespace = namespace or f"paichan:{sc.name}:{uuid.uuid4().hex[:8]}"
             # the driver's client gives up after ~2 s so that its loops can say what is going on
             self.bus = Bus(self.url, self.namespace, retries=5)
             if self.server is not None:
@@ -317,18 +320,22 @@ class Network:
                         lambda: all(v.get("replan_at") is None for v in self.line_states().values()))
 
     def disrupt(self) -> dict[str, int]:
+        """Play the scenario's disruptions, all in one transaction (a resumed run never plays them twice)."""
         delays: dict[str, int] = {}
+        envs = []
         for d in self.sc.disruptions:
             if d.type == "machine_down":
                 assert d.plant and d.line and d.machine and d.start is not None and d.end is not None
                 ev = MachineDown(machine=machine_id(d.plant, d.line, d.machine), start=d.start, end=d.end)
-                self.bus.send(make(ev, "mes", f"{d.plant}/{d.line}", f"disruption:{d.machine}"))
+                envs.append(make(ev, "mes", f"{d.plant}/{d.line}", f"disruption:{d.machine}"))
             else:
                 assert d.supplier and d.material and d.delay
                 delays[d.material] = delays.get(d.material, 0) + d.delay
-                self.bus.send(make(SupplierDelay(material=d.material, delay=d.delay), "erp", d.supplier,
-                                   f"disruption:{d.material}"))
+                envs.append(make(SupplierDelay(material=d.material, delay=d.delay), "erp", d.supplier,
+                                 f"disruption:{d.material}"))
             self.progress(f"disruption: {d.type} {d.model_dump(exclude_none=True, exclude={'type'})}")
+        if envs:
+            self.bus.send(*envs)
         return delays
 
     def close(self) -> None:
@@ -416,21 +423,82 @@ def checked_result(sc: Scenario, problem: Problem, schedule: Schedule, extra: di
     return RunResult(sc, problem, schedule, report, kpis, journal)
 
 
-def run_agents(sc: Scenario, workdir: Path, progress: Progress = _stderr, timeout: float = 1800,
-               cleanup: bool = False) -> RunResult:
+PHASES = ["started", "fed", "negotiated", "disrupted"]
+
+
+class RunManifest(BaseModel):
+    """``run.json`` in a run's directory: what ``paichan run --resume DIR`` needs to continue it."""
+
+    scenario: dict[str, Any]
+    namespace: str
+    phase: Literal["started", "fed", "negotiated", "disrupted"]
+    redis: Literal["private", "shared"]
+    started_at: datetime
+
+
+class ResumeError(ValueError):
+    """A run directory that cannot be resumed (said with the file and the reason)."""
+
+
+def load_manifest(workdir: Path) -> RunManifest:
+    path = workdir / "run.json"
+    if not path.is_file():
+        raise ResumeError(f"{path}: no such file; only a run directory that `paichan run` started can be resumed")
+    try:
+        return RunManifest.model_validate_json(path.read_text())
+    except ValidationError as e:
+        raise ResumeError(f"{path}: not a run manifest ({e.errors()[0]['msg']})") from None
+
+
+def run_agents(sc: Scenario | None, workdir: Path, progress: Progress = _stderr, timeout: float = 1800,
+               cleanup: bool = False, resume: bool = False) -> RunResult:
     """Negotiate the scenario with agents on Ray; the private redis-server (if any) lives in ``workdir``.
 
     ``cleanup`` deletes the run's keys from a shared Redis (``REDIS_URL``) once its results are read.
+    ``resume`` continues the interrupted run of ``workdir`` (its ``run.json``, its Redis data): the
+    agents restore their committed states, nothing is fed twice and the run goes on from its last phase.
     """
     t0 = time.monotonic()
-    net = Network(sc, workdir, progress)
+    manifest = load_manifest(workdir) if resume else None
+    if manifest is not None:
+        sc = Scenario.model_validate(manifest.scenario)
+        progress(f"resuming {manifest.namespace} (phase '{manifest.phase}', started "
+                 f"{manifest.started_at:%Y-%m-%d %H:%M} UTC)")
+    if sc is None:
+        raise ValueError("a scenario, or resume=True")
+    net = Network(sc, workdir, progress, namespace=manifest.namespace if manifest else None)
+    if manifest is None:
+        manifest = RunManifest(scenario=sc.model_dump(mode="json"), namespace=net.namespace, phase="started",
+                               redis="private" if net.server else "shared", started_at=datetime.now(UTC))
+
+    def reached(phase: str) -> None:
+        assert manifest is not None
+        manifest.phase = phase  # type: ignore[assignment]
+        workdir.mkdir(parents=True, exist_ok=True)
+        (workdir / "run.json").write_text(manifest.model_dump_json(indent=1))
+
+    def done(phase: str) -> bool:
+        assert manifest is not None
+        return PHASES.index(manifest.phase) >= PHASES.index(phase)
+
     try:
-        net.feed_orders()
+        reached(manifest.phase)
+        if done("fed"):
+            net.orders = sc.order_specs()  # fed before the interruption: the agents have them in Redis
+        else:
+            net.feed_orders()
+            reached("fed")
         settled = net.wait_quiet(timeout, "negotiating", net.negotiation_done)
         t_neg = time.monotonic() - t0
         first = net.first_schedule(t0)
-        net.settle(timeout, replan_all=True)
-        delays = net.disrupt()
+        if not done("negotiated"):
+            net.settle(timeout, replan_all=True)
+            reached("negotiated")
+        if done("disrupted"):
+            delays = scenario_delays(sc)
+        else:
+            delays = net.disrupt()
+            reached("disrupted")
         if sc.disruptions:
             net.absorb(timeout)
             net.settle(timeout, replan_all=False)

@@ -187,27 +187,43 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from paichan.agents.runtime import run_agents, run_centralised
+    from paichan.agents.runtime import ResumeError, run_agents, run_centralised
     from paichan.agents.scenario import ScenarioError, load_scenario
     from paichan.bus.server import RedisUnavailable
     from paichan.service.output import write_run
 
-    try:
-        sc = load_scenario(args.scenario)
-    except ScenarioError as e:
-        raise CliError(str(e)) from e
-    out = Path(args.output)
+    if (args.scenario is None) == (args.resume is None):
+        raise CliError("run: give a SCENARIO (with --output DIR), or --resume DIR to continue an interrupted run")
+    if args.resume is not None and (args.centralised or (args.output and Path(args.output) != Path(args.resume))):
+        raise CliError("--resume DIR continues the agents' run in DIR: no --centralised, no other --output")
+    if args.scenario is not None and not args.output:
+        raise CliError("run: --output DIR is required")
+    sc = None
+    if args.scenario is not None:
+        try:
+            sc = load_scenario(args.scenario)
+        except ScenarioError as e:
+            raise CliError(str(e)) from e
+    out = Path(args.output or args.resume)
+    hint = f"; continue it with: paichan run --resume {out}"
     try:
         if args.centralised:
+            assert sc is not None
             result = run_centralised(sc, args.time_limit)
         else:
-            result = run_agents(sc, out, timeout=args.timeout, cleanup=args.cleanup)
-    except RedisUnavailable as e:
+            result = run_agents(sc, out, timeout=args.timeout, cleanup=args.cleanup, resume=args.resume is not None)
+    except ResumeError as e:
         raise CliError(str(e)) from e
+    except RedisUnavailable as e:
+        resumable = (out / "run.json").is_file() and not args.centralised
+        raise CliError(str(e) + (hint if resumable else "")) from e
     except KeyboardInterrupt:  # Network.close has stopped the agents, Ray and the private redis-server
-        what = "centralised solve stopped" if args.centralised else \
-            "run stopped, agents, Ray and the private redis-server shut down"
-        print(f"interrupted: {what}; nothing written", file=sys.stderr)
+        if args.centralised:
+            print("interrupted: centralised solve stopped; nothing written", file=sys.stderr)
+        else:
+            resumable = (out / "run.json").is_file()
+            print("interrupted: run stopped, agents, Ray and the private redis-server shut down; no result "
+                  "written" + (hint if resumable else ""), file=sys.stderr)
         return 130
     kpis = write_run(out, result)
     print(json.dumps({k: kpis.get(k) for k in ("feasible", "weighted_tardiness", "makespan", "late_orders",
@@ -287,9 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--output")
     sc.set_defaults(func=cmd_schema)
     r = sub.add_parser("run", help="run a scenario: agents on Ray over Redis (or --centralised)")
-    r.add_argument("scenario", help="scenario YAML (see scenarios/ and `paichan scenario-schema`)")
-    r.add_argument("--output", required=True, help="directory for problem.json, schedule.json, kpis.json, "
-                   "negotiations.jsonl, gantt.html")
+    r.add_argument("scenario", nargs="?", help="scenario YAML (see scenarios/ and `paichan scenario-schema`)")
+    r.add_argument("--output", help="directory for problem.json, schedule.json, kpis.json, "
+                   "negotiations.jsonl, gantt.html (and run.json, the private Redis's data)")
+    r.add_argument("--resume", metavar="DIR", help="continue the interrupted run in DIR from its Redis data "
+                   "(instead of SCENARIO)")
     r.add_argument("--centralised", action="store_true", help="solve as one CP-SAT problem instead")
     r.add_argument("--time-limit", type=float, default=60.0, help="centralised solve time (s)")
     r.add_argument("--timeout", type=float, default=1800.0, help="give up waiting for the agents after this (s)")
