@@ -218,7 +218,7 @@ class AgentHost:
         self.core = HostCore(scenario_json, agent_ids, redis_url, namespace, claim_idle_ms)
 
     def status(self) -> dict[str, Any]:
-        return self.core.status()
+        return {**self.core.status(), "node": ray.get_runtime_context().get_node_id()}
 
     def shutdown(self) -> None:
         self.core.shutdown()

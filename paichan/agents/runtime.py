@@ -145,17 +145,35 @@ class Network:
             if reason:
                 raise RedisUnavailable(reason)
             payload = sc.model_dump_json()
-            for name, ids in host_groups(sc):
+            from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+            # round-robin over the cluster's nodes (plants solve in parallel on every machine); soft, so a
+            # host whose node dies is restarted wherever Ray can (Ray packs zero-CPU actors onto one node)
+            nodes = sorted(str(n["NodeID"]) for n in ray.nodes() if n.get("Alive"))
+            for k, (name, ids) in enumerate(host_groups(sc)):
+                where = NodeAffinitySchedulingStrategy(nodes[k % len(nodes)], soft=True) if nodes else "DEFAULT"
                 self.hosts[name] = AgentHost.options(  # type: ignore[attr-defined]
-                    name=f"{self.namespace}:{name}").remote(payload, ids, self.url, self.namespace)
-            ray.get([h.status.remote() for h in self.hosts.values()])
+                    name=f"{self.namespace}:{name}", scheduling_strategy=where).remote(
+                        payload, ids, self.url, self.namespace)
+            statuses = ray.get([h.status.remote() for h in self.hosts.values()])
         except BaseException:  # Ctrl-C during start-up included: leave nothing running
             self.close()
             raise
         self.startup_s = time.monotonic() - t0
         agents = sum(len(ids) for _, ids in host_groups(sc))
-        self.progress(f"network up after {self.startup_s:.1f} s: {len(self.hosts)} Ray actors hosting "
-                      f"{agents} agents; bus {masked(self.url)} ({self.namespace})")
+        on_nodes = len({st.get("node") for st in statuses})
+        self.progress(f"network up after {self.startup_s:.1f} s: {len(self.hosts)} Ray actors on {on_nodes} node(s) "
+                      f"hosting {agents} agents; bus {masked(self.url)} ({self.namespace})")
+
+    def restored_agents(self) -> list[str]:
+        """Agents that a restarted host (a new incarnation) rebuilt from their committed state."""
+        import ray
+
+        try:
+            return sorted(a for st in ray.get([h.status.remote() for h in self.hosts.values()], timeout=30)
+                          for a in st["restored"])
+        except Exception:
+            return []
 
     def _supervise(self) -> None:
         """Restart the private redis-server from its AOF when it dies (at most 5 times)."""
@@ -524,6 +542,8 @@ def run_agents(sc: Scenario | None, workdir: Path, progress: Progress = _stderr,
             "failed_orders": [o for st in plants.values() for o, r in st["orders"].items() if r["status"] == "failed"],
             "stale_awards": sum(int(st.get("stale_awards", 0)) for st in lines.values()),
             "stale_confirms": sum(1 for st in plants.values() for e in st["events"] if e["event"] == "stale_confirm"),
+            "restored_agents": net.restored_agents(),
+            "redis_restarts": net.redis_restarts,
         }
         result = checked_result(sc, problem, schedule, extra, journal)
         if cleanup and net.server is None:
