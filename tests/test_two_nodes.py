@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -21,57 +19,22 @@ from pathlib import Path
 
 import pytest
 
-from paichan.bus.server import free_port
+from bench.localcluster import LocalCluster
 from paichan.domain import Problem
 
 ROOT = Path(__file__).resolve().parent.parent
-RAY = str(Path(sys.executable).parent / "ray")
-
-
-def _ours(marker: str) -> list[tuple[int, str]]:
-    out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
-    return [(int(ln.split()[0]), ln) for ln in (x.strip() for x in out.splitlines()) if marker in ln]
-
-
-class Cluster:
-    def __init__(self) -> None:
-        self.tmp = tempfile.mkdtemp(prefix="p2n", dir="/tmp")  # short: Ray's socket paths must stay < 107 bytes
-        self.port = free_port()
-        self.address = f"127.0.0.1:{self.port}"
-        self.env = {**{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "REDIS_URL")},
-                    "RAY_AUTH_MODE": "token", "RAY_TMPDIR": self.tmp, "PYTHONPATH": str(ROOT)}
-        common = ["--num-cpus=1", "--disable-usage-stats"]
-        subprocess.run([RAY, "start", "--head", f"--port={self.port}", "--include-dashboard=false",
-                        f"--temp-dir={self.tmp}", *common], env=self.env, check=True, capture_output=True,
-                       timeout=120)
-        subprocess.run([RAY, "start", f"--address={self.address}", '--resources={"worker_node": 1}', *common],
-                       env=self.env, check=True, capture_output=True, timeout=120)
-
-    def worker_raylet(self) -> int:
-        """The pid of the second node's raylet (its sockets are suffixed .1)."""
-        found = [pid for pid, line in _ours(self.tmp) if "/raylet " in line and "sockets/raylet.1 " in line]
-        assert len(found) == 1, _ours(self.tmp)
-        return found[0]
-
-    def stop(self) -> None:
-        for pid, _ in _ours(self.tmp):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 @pytest.fixture
-def cluster() -> Iterator[Cluster]:
-    c = Cluster()
+def cluster() -> Iterator[LocalCluster]:
+    c = LocalCluster()
     try:
         yield c
     finally:
         c.stop()
 
 
-def test_network_across_two_nodes_survives_the_worker_node_killed(cluster: Cluster, tmp_path: Path) -> None:
+def test_network_across_two_nodes_survives_the_worker_node_killed(cluster: LocalCluster, tmp_path: Path) -> None:
     out = tmp_path / "net"
     proc = subprocess.Popen([sys.executable, "-m", "paichan.service.cli", "run", "scenarios/network_3x4.yaml",
                              "--output", str(out)], cwd=ROOT, env={**cluster.env, "RAY_ADDRESS": cluster.address},

@@ -1,0 +1,70 @@
+"""A real two-node Ray cluster on one machine: a head and a second raylet started with ``ray start``.
+
+For the fault tests and ``bench.chaos`` (a Ray node killed or hung). Token authentication is on, as
+Ray 2.60 sets it up for ``ray start --head``; the joining node needs ``RAY_AUTH_MODE=token``
+(docs/CLUSTER.md). Only this cluster's own processes (found by its temp directory) are ever signalled.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from paichan.bus.server import free_port
+
+RAY = str(Path(sys.executable).parent / "ray")
+
+
+class LocalCluster:
+    """Head + one worker node; ``env`` is what a driver or a ``paichan run`` needs to join it."""
+
+    def __init__(self) -> None:
+        self.tmp = tempfile.mkdtemp(prefix="p2n", dir="/tmp")  # short: Ray's socket paths must stay < 107 bytes
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        root = str(Path(__file__).resolve().parent.parent)
+        self.env = {**{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "REDIS_URL")},
+                    "RAY_AUTH_MODE": "token", "RAY_TMPDIR": self.tmp, "PYTHONPATH": root}
+        self.workers = 0
+        try:
+            self._ray("start", "--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.tmp}")
+            self.add_worker()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ray(self, *args: str) -> None:
+        done = subprocess.run([RAY, *args, "--num-cpus=1", "--disable-usage-stats"], env=self.env,
+                              capture_output=True, text=True, timeout=180)
+        if done.returncode != 0:
+            raise RuntimeError(f"ray {' '.join(args)} failed: {done.stderr[-2000:]}")
+
+    def add_worker(self) -> None:
+        """Start a (new) worker node; its raylet's sockets carry the suffix ``.<n>``."""
+        self._ray("start", f"--address={self.address}", '--resources={"worker_node": 1}')
+        self.workers += 1
+
+    def processes(self) -> list[tuple[int, str]]:
+        out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+        return [(int(ln.split()[0]), ln) for ln in (x.strip() for x in out.splitlines()) if self.tmp in ln]
+
+    def worker_raylet(self) -> int:
+        """The pid of the newest worker node's raylet."""
+        mark = f"sockets/raylet.{self.workers} "
+        found = [pid for pid, line in self.processes() if "/raylet " in line and mark in line]
+        if len(found) != 1:
+            raise RuntimeError(f"no single worker raylet ({mark.strip()}) among {self.processes()}")
+        return found[0]
+
+    def stop(self) -> None:
+        for pid, _ in self.processes():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
