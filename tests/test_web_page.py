@@ -22,6 +22,7 @@ import pytest
 import uvicorn
 from browser import browser_page
 from playwright.sync_api import Page
+from test_service_api import _busiest_machine as busiest
 
 from paichan.adapters.webhooks import WebhookSecret, signed_headers
 from paichan.agents.scenario import global_problem, small_network
@@ -132,14 +133,6 @@ def page_ops(page: Page) -> dict[str, tuple[str, int, int]]:
 
 def released(live: Live) -> Schedule:
     return Schedule.model_validate({"operations": live.api.get("/plan").json()["operations"]})
-
-
-def busiest(schedule: Schedule, after: int) -> str:
-    counts: dict[str, int] = {}
-    for s in schedule.operations:
-        if s.start >= after:
-            counts[s.resource] = counts.get(s.resource, 0) + 1
-    return max(counts, key=lambda m: counts[m])
 
 
 def test_plan_renders_and_a_breakdown_arrives_without_reload(live: Live) -> None:
