@@ -154,7 +154,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
              f"serving on http://{args.host}:{args.port}: the planner's page at /ui (sign in with a planner "
              "or viewer key), API docs at /docs")
         try:
-            uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning")
+            # open planner pages hold server-sent event streams: give them 5 s, then stop anyway
+            uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning",
+                        timeout_graceful_shutdown=5)
         finally:
             for stop in monitors:
                 stop()
