@@ -13,6 +13,7 @@ from conftest import INSTANCES
 
 from paichan.checker import check
 from paichan.domain import Problem, Schedule, ScheduledOperation
+from paichan.examples import demo_plant
 from paichan.solver.readers import read_fjsp, read_jssp
 
 
@@ -204,3 +205,14 @@ def test_explain_shows_weekday_and_clock_time_from_the_run_origin(tmp_path: Path
     assert r.returncode == 0 and "600 (Mon 10:00)" in r.stdout, r.stdout
     r = run("explain", str(tmp_path), "--order", "O1")
     assert r.returncode == 0 and "due 600 (Mon 10:00)" in r.stdout, r.stdout
+
+
+def test_serve_refuses_data_it_cannot_plan_in_one_message(tmp_path: Path) -> None:
+    problem = demo_plant(orders=4)
+    problem.materials[0].stock = 0
+    problem.materials[0].receipts = []
+    path = tmp_path / "problem.json"
+    path.write_text(problem.model_dump_json())
+    r = run("serve", str(path), "--workdir", str(tmp_path / "svc"), "--port", "0", "--time-limit", "1")
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr and f"{path}:" in r.stderr and "materials[0]" in r.stderr

@@ -90,8 +90,13 @@ def _starting_plan(source: Path, url: str, workdir: Path, origin: datetime | Non
         problem = problem.model_copy(update={"origin": origin or _this_minute()})
     _say(f"solving the starting plan of {source} ({sum(len(o.operations) for o in problem.orders)} operations, "
          f"{time_limit:g} s) ...")
-    res = solve(problem, SolveParams(time_limit=time_limit),
-                on_solution=lambda ev: _say(f"  {ev.source}: objective {ev.objective:g} at {ev.time:.1f} s"))
+    from paichan.domain import ProblemError
+
+    try:
+        res = solve(problem, SolveParams(time_limit=time_limit),
+                    on_solution=lambda ev: _say(f"  {ev.source}: objective {ev.objective:g} at {ev.time:.1f} s"))
+    except ProblemError as e:  # data that cannot be planned: said with the field, not a traceback
+        raise CliError(f"{source}: {e}") from None
     if res.schedule is None:
         raise CliError(f"{source}: no starting plan: {'; '.join(res.infeasibility) or res.status.value}")
     return problem, res.schedule, []
