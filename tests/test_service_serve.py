@@ -91,6 +91,23 @@ def test_serve_a_scenario_then_resume(tmp_path: Path) -> None:
         assert again == plan["operations"]
         ex = httpx.get(f"{url}/orders/{order}/explain", headers=auth).json()
         assert ex["negotiation"], "the journal survives a restart"
+        # a planner's page left open (its live event stream) must not hold up Ctrl-C
+        got: list[str] = []
+
+        def listen() -> None:
+            with httpx.stream("GET", url + "/live", headers=auth, timeout=30) as r:
+                for chunk in r.iter_text():
+                    got.append(chunk)
+
+        threading.Thread(target=listen, daemon=True).start()
+        deadline = time.monotonic() + 10
+        while not any("connected" in c for c in got) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert got, "the live stream answered"
+        t0 = time.monotonic()
+        _stop(proc, lines)
+        assert time.monotonic() - t0 < 4.5, "the open stream ended with the server, not at the 5 s backstop"
+        assert "Traceback" not in "".join(lines)
     finally:
         if proc.poll() is None:
             _stop(proc, lines)

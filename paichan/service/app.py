@@ -147,8 +147,12 @@ class _GroupCommit:
             self.busy = False
 
 
-def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None = None) -> FastAPI:
-    """The API over one running :class:`PlanService`; ``ready`` adds what /health reports about the agents."""
+def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None = None,
+               stopping: Callable[[], bool] = lambda: False) -> FastAPI:
+    """The API over one running :class:`PlanService`; ``ready`` adds what /health reports about the agents.
+
+    ``stopping`` says the server is shutting down: open event streams then end (pages reconnect to
+    the next server), so a planner's open page never holds up a shutdown."""
     cfg: ServiceConfig = service.config
     keys = {c.key: Caller(name=c.name, role=c.role) for c in cfg.clients}
     app = FastAPI(title="paichan live planning service", version="1",
@@ -255,7 +259,7 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
                 await r.aclose()
 
         async def tail_live(cursor: str) -> AsyncIterator[str]:
-            while not await request.is_disconnected():
+            while not stopping() and not await request.is_disconnected():
                 try:
                     got = await r.xread({service.k("live"): cursor}, count=200, block=2000)
                 except RedisError:

@@ -159,9 +159,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
              f"serving on http://{args.host}:{args.port}: the planner's page at /ui (sign in with a planner "
              "or viewer key), API docs at /docs")
         try:
-            # open planner pages hold server-sent event streams: give them 5 s, then stop anyway
-            uvicorn.run(create_app(service), host=args.host, port=args.port, log_level="warning",
-                        timeout_graceful_shutdown=5)
+            server: uvicorn.Server | None = None
+            app = create_app(service, stopping=lambda: server is not None and server.should_exit)
+            # open planner pages' event streams end within 2 s of Ctrl-C; 5 s is the backstop
+            server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                                   timeout_graceful_shutdown=5))
+            try:
+                server.run()
+            except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: the service stopped as asked
+                pass
         finally:
             for stop in monitors:
                 stop()
