@@ -18,10 +18,11 @@ the run.
 
 Faults (``--fault``): ``hosts`` (the above: 0-2 agent hosts killed), ``redis-kill`` (kill -9 of the
 private redis-server, which the run restarts from its AOF), ``redis-pause`` (SIGSTOP of it for 2-8 s),
-``node-kill`` (a real two-node Ray cluster, ``bench.localcluster``, whose worker node's raylet is
-killed) and ``node-hang`` (that raylet SIGSTOPped for 40 s: Ray declares the node dead and restarts
-its hosts on the head while the old copies live on; fencing must keep them from writing). The fault
-strikes at a random moment while orders are still being negotiated.
+``node-kill`` (a real two-node Ray cluster, ``bench.localcluster``, whose worker node dies: its raylet
+and every process under it, the hosts it ran, SIGKILLed at once) and ``node-hang`` (the worker's
+raylet SIGSTOPped for 40 s: Ray declares the node dead and restarts its hosts on the head while the
+old copies live on; fencing must keep them from writing). The fault strikes at a random moment
+while orders are still being negotiated.
 
     python -m bench.chaos [--runs 30] [--seed 0] [--fault hosts] [--out bench/results/chaos.md]
 """
@@ -95,10 +96,9 @@ def strike(fault: str, net: Network, rng: random.Random, cluster: LocalCluster |
         os.kill(server.proc.pid, signal.SIGCONT)
         return [f"redis paused {pause:.1f} s"]
     assert cluster is not None
-    raylet = cluster.worker_raylet()
     if fault == "node-kill":
-        os.kill(raylet, signal.SIGKILL)
-        return ["worker node killed"]
+        return [f"worker node killed ({cluster.kill_worker_node()} processes)"]
+    raylet = cluster.worker_raylet()
     # node-hang: the raylet stops answering while its hosts' processes run on; Ray declares the node dead
     # and restarts those hosts on the head, so for a while two copies of each exist (the old ones fenced)
     os.kill(raylet, signal.SIGSTOP)

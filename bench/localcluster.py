@@ -61,6 +61,34 @@ class LocalCluster:
             raise RuntimeError(f"no single worker raylet ({mark.strip()}) among {self.processes()}")
         return found[0]
 
+    def descendants(self, pid: int) -> list[int]:
+        """Every process under ``pid`` (a raylet's workers: the node's Ray actors)."""
+        out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True).stdout
+        children: dict[int, list[int]] = {}
+        for line in out.splitlines():
+            child, parent = map(int, line.split())
+            children.setdefault(parent, []).append(child)
+        found, todo = [], [pid]
+        while todo:
+            for c in children.get(todo.pop(), []):
+                found.append(c)
+                todo.append(c)
+        return found
+
+    def kill_worker_node(self) -> int:
+        """The worker node dies as a machine does: its raylet and every process under it at once (SIGKILL).
+
+        Killing the raylet alone leaves its actors' processes running for a while (they reach Redis
+        directly), which is a different fault (see node-hang). Returns how many processes were killed."""
+        raylet = self.worker_raylet()
+        victims = [raylet, *self.descendants(raylet)]
+        for pid in victims:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return len(victims)
+
     def stop(self) -> None:
         for pid, _ in self.processes():
             try:

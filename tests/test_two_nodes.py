@@ -8,8 +8,6 @@ RAY_AUTH_MODE=token (docs/CLUSTER.md). Only this test's own Ray processes are ev
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -50,7 +48,7 @@ def test_network_across_two_nodes_survives_the_worker_node_killed(cluster: Local
         up = next(ln for ln in lines if ln.startswith("network up"))
         assert "on 2 node(s)" in up, up  # the hosts are spread over both nodes
         time.sleep(1.0)  # mid-negotiation
-        os.kill(cluster.worker_raylet(), signal.SIGKILL)  # the worker node dies with its hosts
+        cluster.kill_worker_node()  # the worker node dies with its hosts: raylet and every process under it
         stdout, _ = proc.communicate(timeout=420)
         reader.join(timeout=10)
     finally:
