@@ -20,8 +20,9 @@ Faults (``--fault``): ``hosts`` (the above: 0-2 agent hosts killed), ``redis-kil
 private redis-server, which the run restarts from its AOF), ``redis-pause`` (SIGSTOP of it for 2-8 s),
 ``node-kill`` (a real two-node Ray cluster, ``bench.localcluster``, whose worker node dies: its raylet
 and every process under it, the hosts it ran, SIGKILLed at once) and ``node-hang`` (the worker's
-raylet SIGSTOPped for 40 s: Ray declares the node dead and restarts its hosts on the head while the
-old copies live on; fencing must keep them from writing). The fault strikes at a random moment
+raylet SIGSTOPped for 40 s, with Ray's node health checks shortened to ~4 s: Ray declares the node
+dead and restarts its hosts on the head while the old copies live on; fencing must keep them from
+writing). The fault strikes at a random moment
 while orders are still being negotiated.
 
     python -m bench.chaos [--runs 30] [--seed 0] [--fault hosts] [--out bench/results/chaos.md]
@@ -175,7 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workdir", type=Path, default=Path(".bench-chaos"))
     ap.add_argument("--fault", choices=FAULTS, default="hosts")
     args = ap.parse_args(argv)
-    cluster = LocalCluster() if args.fault.startswith("node-") else None
+    # a hung node must be declared dead while it hangs, so that two copies of its hosts exist
+    cluster = LocalCluster(fast_health_checks=args.fault == "node-hang") if args.fault.startswith("node-") else None
     if cluster is not None:  # read when ray is imported: set first
         os.environ.update({"RAY_AUTH_MODE": "token", "RAY_TMPDIR": cluster.tmp})
     import ray

@@ -23,13 +23,18 @@ RAY = str(Path(sys.executable).parent / "ray")
 class LocalCluster:
     """Head + one worker node; ``env`` is what a driver or a ``paichan run`` needs to join it."""
 
-    def __init__(self) -> None:
+    def __init__(self, fast_health_checks: bool = False) -> None:
+        """``fast_health_checks``: the head declares a silent node dead after ~4 s instead of Ray's ~30 s
+        or more (a hung node's actors are then restarted while the old copies still run)."""
         self.tmp = tempfile.mkdtemp(prefix="p2n", dir="/tmp")  # short: Ray's socket paths must stay < 107 bytes
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         root = str(Path(__file__).resolve().parent.parent)
         self.env = {**{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "REDIS_URL")},
                     "RAY_AUTH_MODE": "token", "RAY_TMPDIR": self.tmp, "PYTHONPATH": root}
+        if fast_health_checks:
+            self.env |= {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
+                         "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "1000"}
         self.workers = 0
         try:
             self._ray("start", "--head", f"--port={self.port}", "--include-dashboard=false", f"--temp-dir={self.tmp}")
