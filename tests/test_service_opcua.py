@@ -50,7 +50,8 @@ def test_opcua_states_reach_the_plan(start: tuple[Problem, Schedule], redis_url:
         assert down == [20]
         jobs = svc.wait_jobs()
         assert jobs and all(j["status"] == "done" for j in jobs), jobs
-        prop = svc.service.proposal(jobs[0]["proposal"])
+        # the latest: a later state report of the open breakdown moves its estimated end and replans again
+        prop = svc.service.proposal(max(jobs, key=lambda j: j["finished_at"])["proposal"])
         assert check(svc.service.problem, prop.schedule).ok
     finally:
         for stop in stops:
