@@ -10,7 +10,10 @@ from paichan.service.view import WINDOW_KINDS, order_rows, plan_patch, plan_view
 
 def test_view_matches_the_plan_the_checker_and_the_calendars() -> None:
     problem = demo_plant(orders=14)
+    for k, o in enumerate(problem.orders):  # some cannot be on time: the late/at-risk rules must be exercised
+        o.due = 600 + 120 * k
     result, kpis = solved(problem, time_limit=3)
+    assert kpis.late_orders > 0
     schedule = result.schedule
     assert schedule is not None
     v = plan_view(problem, schedule, kpis=kpis)
