@@ -164,8 +164,8 @@ def test_a_snapshot_of_the_previous_untyped_format_is_refused() -> None:
 
 
 def test_each_message_type_has_one_handler_and_an_unknown_one_is_an_explicit_error() -> None:
-    assert set(PlantAgent.handlers) == {Improve, NewOrder, Bid, Refuse, Offer, Escalate, Award, Reject, Confirm,
-                                        ScheduleUpdate, Withdraw}
+    assert set(PlantAgent.handlers) == {Improve, NewOrder, AtpPromise, Bid, Refuse, Offer, Escalate, Award, Reject,
+                                        Confirm, ScheduleUpdate, Withdraw}
     assert set(LineAgent.handlers) == {CallForProposals, AtpPromise, Award, Reject, AtpConfirm, MachineDown, Revoke,
                                        Replan}
     assert set(SupplierAgent.handlers) == {AtpRequest, AtpReserve, AtpRelease, SupplierDelay}

@@ -228,16 +228,14 @@ class LineAgent(Agent):
                 prev.expires = now + self.bid_ttl_s
                 prev.displace, prev.added_cost, prev.disturbance = {}, 0.0, 0
             return [self._bid_message(spec.id)]
-        need: dict[str, float] = {}
-        for st in spec.steps:
-            if st.material and st.material_per_unit > 0:
-                need[st.material] = need.get(st.material, 0) + st.material_per_unit * spec.quantity
+        need = spec.material_need()
+        given = {m: d for m, d in (cfp.material_dates or {}).items() if m in need}  # promised to the plant
         self.st.orders[spec.id] = LineOrder(spec=spec, status="waiting", plant=env.sender, conv=env.conversation,
-                                            cfp=env.id, need=need, expires=now + self.bid_ttl_s)
-        if not need:
+                                            cfp=env.id, need=need, dates=given, expires=now + self.bid_ttl_s)
+        if set(given) == set(need):
             return self._bid_if_ready(spec.id)
         return [self.send(AtpRequest(order_id=spec.id, material=m, quantity=q, needed_by=spec.release),
-                          self.suppliers[m], env.conversation) for m, q in need.items()]
+                          self.suppliers[m], env.conversation) for m, q in need.items() if m not in given]
 
     def _bid_if_ready(self, oid: str) -> list[Envelope]:
         rec = self.st.orders[oid]

@@ -7,10 +7,13 @@ Escalation between plants (when no own line meets the due date):
     plant --escalate--> other plants; each runs its own call and answers --offer-- with its best bid;
     the origin awards (--award-- to the chosen plant, which awards its line) or rejects.
 Available-to-promise with suppliers:
-    line --atp.request--> supplier --atp.promise--> line  (bid uses the promised date);
+    plant --atp.request--> supplier --atp.promise--> plant, once per call and material, before the
+    call for proposals, which carries the promised dates to every line (``material_dates``; a line
+    given none asks the supplier itself: line --atp.request--> supplier --atp.promise--> line);
     line --atp.reserve--> supplier on award --atp.confirm--> line (may be later: the supplier says so).
-    A supplier that cannot deliver within its horizon says so (``available=False``): the line refuses
-    the call, or withdraws a committed order; a plant whose order failed sends --atp.release-->.
+    A supplier that cannot deliver within its horizon says so (``available=False``): the plant counts
+    its lines as refusing (a line that asked itself refuses), or the line withdraws a committed order;
+    a plant whose order failed sends --atp.release-->.
 Shop-floor and supply disruptions reach agents as ``event.*`` messages.
 Times in payloads are integer minutes from the scenario origin.
 """
@@ -49,6 +52,14 @@ class OrderSpec(_P):
     plant: str
     steps: list[Step]
 
+    def material_need(self) -> dict[str, float]:
+        """Material -> quantity the whole order takes (every line making it needs the same)."""
+        need: dict[str, float] = {}
+        for st in self.steps:
+            if st.material and st.material_per_unit > 0:
+                need[st.material] = need.get(st.material, 0) + st.material_per_unit * self.quantity
+        return need
+
 
 @message("order.new")
 class NewOrder(_P):
@@ -60,6 +71,8 @@ class CallForProposals(_P):
     order: OrderSpec
     round: int = 0
     origin_plant: str  # the plant that owns the order (differs from the sender on escalation)
+    # material -> date its supplier promised to the calling plant (None: the line asks the supplier)
+    material_dates: dict[str, int] | None = None
 
 
 @message("bid")

@@ -11,14 +11,19 @@ due date it asks the other plants, which run the same call on their own lines
 and offer their best bid; the origin awards the best of all. Awards are
 confirmed by the winning line; a withdrawn bid or a refused award re-runs the
 call. Calls the plant runs on behalf of another plant are answered with an
-offer and forwarded on award.
+offer and forwarded on award. An order that takes material is first promised a
+date by each supplier (one request per material and call, not one per line:
+the supplier's load no longer grows with the lines), and the call carries the
+dates to the lines.
 """
 
 from __future__ import annotations
 
 from paichan.agents.base import Agent, handles
 from paichan.agents.messages import (
+    AtpPromise,
     AtpRelease,
+    AtpRequest,
     Award,
     Bid,
     CallForProposals,
@@ -125,8 +130,21 @@ class PlantAgent(Agent):
             self.st.orders[spec.id].status = "moving" if move_from else "calling"
         if not lines:
             return self._decide(spec.id, now)
-        cfp = CallForProposals(order=spec, round=rnd, origin_plant=for_plant or self.id)
-        return [self.send(cfp, line, conv) for line in lines]
+        need = {m: q for m, q in spec.material_need().items() if m in self.suppliers}
+        if need:  # ask each supplier once for the whole call; the lines bid on the promised dates
+            call = self.st.calls[spec.id]
+            call.sourcing = sorted(need)
+            return [self.send(AtpRequest(order_id=spec.id, material=m, quantity=need[m], needed_by=spec.release),
+                              self.suppliers[m], conv) for m in call.sourcing]
+        return self._send_calls(spec.id, now)
+
+    def _send_calls(self, oid: str, now: float) -> list[Envelope]:
+        """The call for proposals to every line of the call, with the promised material dates."""
+        call = self.st.calls[oid]
+        call.deadline = now + self.timeout  # the lines' time to answer starts now
+        cfp = CallForProposals(order=call.spec, round=call.round, origin_plant=call.for_plant or self.id,
+                               material_dates=dict(call.dates) if call.dates else None)
+        return [self.send(cfp, line, call.conv) for line in call.expected]
 
     @staticmethod
     def _answered(call: Call) -> bool:
@@ -265,6 +283,22 @@ class PlantAgent(Agent):
             return [self.send(Reject(order_id=bid.order_id, round=call.round), bid.line, call.conv)]
         call.bids[bid.line] = bid
         return self._decide(bid.order_id, now) if self._answered(call) and call.best is None else []
+
+    @handles(AtpPromise)
+    def _on_promise(self, env: Envelope, p: AtpPromise, now: float) -> list[Envelope]:
+        """A supplier's date for a call's material: with every date in, call the lines."""
+        call = self._open_call(p.order_id, env)
+        if call is None or p.material not in call.sourcing:
+            return []  # an answer for a call that is over (or was asked again)
+        call.sourcing.remove(p.material)
+        if not p.available:  # no line of ours can make it: each counts as refusing, for this reason
+            why = f"material {p.material}: {p.supplier} cannot deliver {p.quantity:g} within its horizon"
+            call.sourcing = []
+            for line in call.expected:
+                call.refused[line] = why
+            return self._decide(p.order_id, now)
+        call.dates[p.material] = p.date
+        return [] if call.sourcing else self._send_calls(p.order_id, now)
 
     @handles(Refuse)
     def _on_refuse(self, env: Envelope, refuse: Refuse, now: float) -> list[Envelope]:
@@ -405,8 +439,11 @@ class PlantAgent(Agent):
             elif call.deadline is not None and now > call.deadline and call.best is None:
                 if not call.bids and not call.refused and self._wait_longer(call, call, now, 1):
                     continue
+                why = (f"no promise for {', '.join(call.sourcing)} before the deadline" if call.sourcing
+                       else "no answer before the deadline")
+                call.sourcing = []
                 for line in call.expected:
-                    call.refused.setdefault(line, "no answer before the deadline")
+                    call.refused.setdefault(line, why)
                 out += self._decide(oid, now)
         return out
 

@@ -65,9 +65,9 @@ def host_groups(sc: Scenario) -> list[tuple[str, list[str]]]:
             groups.append((p.id, [p.id, *lines]))
         else:
             groups += [(a, [a]) for a in [p.id, *lines]]
-    if sc.suppliers:
-        ids = [s.id for s in sc.suppliers]
-        groups += [("suppliers", ids)] if sc.negotiation.hosting == "per_plant" else [(s, [s]) for s in ids]
+    # every supplier on its own host, whatever the hosting: each answers every line of the network, so one
+    # process for all of them was the slowest hop (bench/results/latency_10x10.md)
+    groups += [(s.id, [s.id]) for s in sc.suppliers]
     return groups
 
 

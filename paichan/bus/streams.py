@@ -8,8 +8,8 @@ Delivery guarantees, and how they are kept:
   its own pending entries; entries left by a dead consumer are taken over
   with XAUTOCLAIM after ``claim_idle_ms``.
 * **Effectively once**: :meth:`Consumer.commit` stores the agent's new state,
-  its outgoing messages, the processed-id mark and the XACK in one MULTI/EXEC
-  transaction, and a message whose envelope id is already marked processed is
+  its outgoing messages, the processed-id mark and the XACK in one atomic script
+  (MULTI/EXEC when unfenced), and a message whose envelope id is already marked processed is
   acknowledged without being handled again. A crash before EXEC changes
   nothing; after EXEC everything is done (and the AOF holds the transaction
   whole). Redis does not roll a transaction back when one of its commands
@@ -18,10 +18,11 @@ Delivery guarantees, and how they are kept:
 * **Poison-free**: entries that do not decode (bad envelope, unknown type,
   bad payload) go to the dead-letter stream with the reason and are acked.
 * **Fenced**: each :class:`Consumer` is one incarnation of its agent and takes the
-  next epoch of that agent (``INCR``) when it starts. Every commit WATCHes the
-  epoch and runs only while it is still this incarnation's, so a stale copy (an
-  actor that Ray restarted elsewhere while the old process still runs) can never
-  overwrite the new one's state or send in its name: its commit raises :class:`Fenced`.
+  next epoch of that agent (``INCR``) when it starts. Every commit is a script that
+  compares the epoch and runs only while it is still this incarnation's (one round
+  trip, atomic like MULTI/EXEC), so a stale copy (an actor that Ray restarted
+  elsewhere while the old process still runs) can never overwrite the new one's
+  state or send in its name: its commit raises :class:`Fenced`.
 """
 
 from __future__ import annotations
@@ -56,6 +57,46 @@ def bus_client(url: str, retries: int = RETRIES) -> redis.Redis:
                                 retry_on_error=[redis.ConnectionError, redis.TimeoutError])
 
 
+#: KEYS[1] the agent's epoch, ARGV[1] this incarnation's; then commands, each as its length and its words
+FENCED_EXEC = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local i = 2
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.call(unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"""
+
+
+class Ops:
+    """Write commands recorded for one atomic commit (the subset of a pipeline's the bus uses)."""
+
+    def __init__(self) -> None:
+        self.cmds: list[list[str]] = []
+
+    def set(self, key: str, value: str) -> None:
+        self.cmds.append(["SET", key, value])
+
+    def xadd(self, stream: str, fields: dict[str, str]) -> None:
+        self.cmds.append(["XADD", stream, "*", *(w for kv in fields.items() for w in kv)])
+
+    def sadd(self, key: str, *members: str) -> None:
+        self.cmds.append(["SADD", key, *members])
+
+    def xack(self, stream: str, group: str, *ids: str) -> None:
+        self.cmds.append(["XACK", stream, group, *ids])
+
+    def flat(self) -> list[str]:
+        """The commands as script arguments: each one's length, then its words."""
+        return [w for c in self.cmds for w in (str(len(c)), *c)]
+
+    def replay(self, pipe: redis.client.Pipeline) -> None:
+        for c in self.cmds:
+            pipe.execute_command(*c)
+
+
 class Fenced(RuntimeError):
     """A newer incarnation of this agent has started: this copy's commits are refused and it must stop."""
 
@@ -84,6 +125,7 @@ class Bus:
         self.url = url
         self.ns = namespace
         self.r = bus_client(url, retries)
+        self.fenced_exec = self.r.register_script(FENCED_EXEC)
 
     def inbox(self, agent: str) -> str:
         return f"{self.ns}:inbox:{agent}"
@@ -113,7 +155,7 @@ class Bus:
             return self.topic(recipient[len("topic:"):])
         return self.inbox(recipient)
 
-    def _queue(self, pipe: redis.client.Pipeline, envs: Iterable[Envelope]) -> None:
+    def _queue(self, pipe: redis.client.Pipeline | Ops, envs: Iterable[Envelope]) -> None:
         for env in envs:
             data = env.model_dump_json()
             pipe.xadd(self.stream_for(env.recipient), {FIELD: data})
@@ -167,6 +209,15 @@ class Bus:
 _Read = list[tuple[str, list[tuple[str, dict[str, str]]]]] | None
 
 
+def fetch_many(bus: Bus, consumers: list[Consumer], count: int = 100) -> list[list[Delivery]]:
+    """:meth:`Consumer.fetch` (not blocking) for several consumers in one round trip (a host's agents)."""
+    with bus.r.pipeline(transaction=False) as pipe:
+        for c in consumers:
+            c._read(pipe, count)
+        replies = cast(list[_Read], pipe.execute())
+    return [c._take(resp) for c, resp in zip(consumers, replies, strict=True)]
+
+
 class Consumer:
     """An agent's reading end: its inbox and any topics, through its own group."""
 
@@ -198,17 +249,23 @@ class Consumer:
 
     def fetch(self, count: int = 100, block_ms: int | None = 100) -> list[Delivery]:
         """Next deliveries: own pending first, then new entries, then orphans of dead consumers."""
+        return self._take(self._read(self.bus.r, count, block_ms))
+
+    def _read(self, r: redis.Redis | redis.client.Pipeline, count: int, block_ms: int | None = None) -> _Read:
+        """XREADGROUP of the backlog (own pending entries) or of new entries (queued only, on a pipeline)."""
+        if self._backlog:
+            return cast(_Read, r.xreadgroup(self.group, self.consumer, {s: "0" for s in self.streams}, count=count))
+        return cast(_Read, r.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams}, count=count,
+                                        block=block_ms))
+
+    def _take(self, resp: _Read) -> list[Delivery]:
         out: list[Delivery] = []
         if self._backlog:
-            resp = cast(_Read, self.bus.r.xreadgroup(self.group, self.consumer, {s: "0" for s in self.streams},
-                                                     count=count))
             for stream, entries in resp or []:
                 out.extend(self._decode(stream, i, f) for i, f in entries if f)
             if not out:
                 self._backlog = False
             return out
-        resp = cast(_Read, self.bus.r.xreadgroup(self.group, self.consumer, {s: ">" for s in self.streams},
-                                                 count=count, block=block_ms))
         for stream, entries in resp or []:
             out.extend(self._decode(stream, i, f) for i, f in entries)
         return out
@@ -225,13 +282,22 @@ class Consumer:
     def is_duplicate(self, d: Delivery) -> bool:
         return d.envelope is not None and bool(self.bus.r.sismember(self.bus.processed_key(self.agent), d.envelope.id))
 
+    def duplicates(self, batch: list[Delivery]) -> set[str]:
+        """Envelope ids in ``batch`` this agent has already processed: one SMISMEMBER for the whole batch
+        (a round trip per message was most of a busy agent's time)."""
+        ids = [d.envelope.id for d in batch if d.envelope is not None]
+        if not ids:
+            return set()
+        hits = cast(list[int], self.bus.r.smismember(self.bus.processed_key(self.agent), ids))
+        return {i for i, hit in zip(ids, hits, strict=True) if hit}
+
     def commit(self, d: Delivery | list[Delivery], state: dict | str | None, outgoing: Iterable[Envelope] = ()) -> None:
         """Atomically: store state, send replies, mark processed, acknowledge (one delivery or a batch).
 
         ``state`` is JSON-ready data, or already JSON text (an agent's state model serialises itself faster)."""
         batch = d if isinstance(d, list) else [d]
 
-        def queue(pipe: redis.client.Pipeline) -> None:
+        def queue(pipe: Ops) -> None:
             if state is not None:
                 pipe.set(self.bus.state_key(self.agent), _json(state))
             self.bus._queue(pipe, outgoing)
@@ -243,35 +309,29 @@ class Consumer:
 
         self._transaction(queue)
 
-    def _transaction(self, queue: Callable[[redis.client.Pipeline], None]) -> None:
-        """Run the queued commands in one MULTI/EXEC, only while this incarnation's epoch is the live one."""
-        with self.bus.r.pipeline(transaction=True) as pipe:
-            if self.epoch is None:
-                queue(pipe)
+    def _transaction(self, queue: Callable[[Ops], None]) -> None:
+        """Run the queued commands atomically, only while this incarnation's epoch is the live one.
+
+        One round trip: a script compares the epoch and runs the commands (a script runs whole, like
+        MULTI/EXEC, and is written to the AOF as one transaction). WATCH, GET, MULTI/EXEC took three, and
+        commits are most of a busy agent's traffic."""
+        ops = Ops()
+        queue(ops)
+        if self.epoch is None:
+            with self.bus.r.pipeline(transaction=True) as pipe:
+                ops.replay(pipe)
                 pipe.execute()
-                return
-            key = self.bus.epoch_key(self.agent)
-            for _ in range(RETRIES):
-                try:
-                    pipe.watch(key)
-                    live = cast(str | None, pipe.get(key))  # decode_responses: text
-                    if live is None or int(live) != self.epoch:
-                        raise Fenced(f"{self.agent}: incarnation {self.epoch} is stale (epoch {live} is live); "
-                                     "its commit was refused")
-                    pipe.multi()
-                    queue(pipe)
-                    pipe.execute()
-                    return
-                except redis.WatchError:
-                    # the epoch changed, or the connection dropped while watching it (redis-py says WatchError
-                    # for both): the next round reads the epoch again and fences or repeats the commit
-                    pipe.reset()
-            raise redis.ConnectionError(f"{self.agent}: the commit could not be completed; Redis keeps failing")
+            return
+        key = self.bus.epoch_key(self.agent)
+        if not self.bus.fenced_exec(keys=[key], args=[str(self.epoch), *ops.flat()]):
+            live = self.bus.r.get(key)
+            raise Fenced(f"{self.agent}: incarnation {self.epoch} is stale (epoch {live} is live); "
+                         "its commit was refused")
 
     def publish(self, state: dict | str | None, outgoing: Iterable[Envelope]) -> None:
         """Atomically store state (data or JSON text) and send messages not caused by a delivery (clock ticks)."""
 
-        def queue(pipe: redis.client.Pipeline) -> None:
+        def queue(pipe: Ops) -> None:
             if state is not None:
                 pipe.set(self.bus.state_key(self.agent), _json(state))
             self.bus._queue(pipe, outgoing)
@@ -284,7 +344,7 @@ class Consumer:
     def dead_letter(self, d: Delivery, reason: str) -> None:
         """Park an entry we cannot handle, with the reason, and acknowledge it."""
 
-        def queue(pipe: redis.client.Pipeline) -> None:
+        def queue(pipe: Ops) -> None:
             pipe.xadd(self.bus.deadletter, {"stream": d.stream, "entry_id": d.entry_id, "agent": self.agent,
                                             "reason": reason, "raw": json.dumps(d.fields)})
             pipe.xack(d.stream, self.group, d.entry_id)
