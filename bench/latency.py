@@ -1,9 +1,12 @@
 """Protocol latency of a run, from its journal alone: how long lines and suppliers take to answer.
 
-For each time window after the first message: call for proposals -> the line's
-ATP request, ATP request -> the supplier's promise, call for proposals -> the
-line's bid (median, 90th percentile, max, in seconds, from the envelopes'
-``sent_at``). A call's deadline is ``respond_timeout_s`` after it is sent, so a
+For each time window after the first message, and over the whole run ("all"):
+call for proposals -> the line's ATP request (lines that ask a supplier themselves),
+ATP request -> the supplier's promise, call for proposals -> the line's bid, and
+call -> bid: from the calling plant's first message of the call (its ATP request,
+or the call for proposals when the order takes no material) to the bid, which is
+what the plant waits for (median, 90th percentile, max, in seconds, from the
+envelopes' ``sent_at``). A call's deadline is ``respond_timeout_s`` after it is sent, so a
 p90 close to that timeout means calls are decided on missing bids.
 
     python -m bench.latency RUN_DIR [--window 10]      (RUN_DIR holds negotiations.jsonl)
@@ -29,12 +32,17 @@ def latencies(entries: list[dict[str, Any]]) -> dict[str, list[tuple[float, floa
     t0 = at(entries[0]) if entries else 0.0
     cfp: dict[tuple[Any, ...], float] = {}
     req: dict[tuple[Any, ...], float] = {}
+    called: dict[tuple[Any, ...], float] = {}  # (order, conversation, calling plant) -> its first message
+    caller: dict[tuple[Any, ...], str] = {}  # (order, conversation, line) -> the plant that called it
     out: dict[str, list[tuple[float, float]]] = {"cfp -> atp.request": [], "atp.request -> atp.promise": [],
-                                                 "cfp -> bid": []}
+                                                 "cfp -> bid": [], "call -> bid": []}
     for e in entries:
         t, key = at(e), (order_of(e), e["conversation"])
+        if e["type"] in ("cfp", "atp.request"):
+            called.setdefault((*key, e["sender"]), t)
         if e["type"] == "cfp":
             cfp[(*key, e["recipient"])] = t
+            caller[(*key, e["recipient"])] = e["sender"]
         elif e["type"] == "atp.request":
             req[(*key, e["sender"])] = t
             if (*key, e["sender"]) in cfp:
@@ -43,7 +51,14 @@ def latencies(entries: list[dict[str, Any]]) -> dict[str, list[tuple[float, floa
             out["atp.request -> atp.promise"].append((t - t0, t - req[(*key, e["recipient"])]))
         elif e["type"] == "bid" and (*key, e["sender"]) in cfp:
             out["cfp -> bid"].append((t - t0, t - cfp[(*key, e["sender"])]))
-    return out
+            out["call -> bid"].append((t - t0, t - called[(*key, caller[(*key, e["sender"])])]))
+    return {hop: rows for hop, rows in out.items() if rows}
+
+
+def summary(rows: list[tuple[float, float]]) -> dict[str, float]:
+    """n, median, p90 and max of a hop's delays (s)."""
+    d = [x for _, x in rows]
+    return {"n": len(d), "median": median(d), "p90": quantiles(d, n=10)[-1] if len(d) >= 2 else d[0], "max": max(d)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
                 span = f"{lo:g}-{lo + args.window:g}"
                 print(f"| {hop} | {span} | {len(d)} | {median(d):.2f} | {p90:.2f} | {max(d):.2f} |")
             lo += args.window
+        if rows:
+            a = summary(rows)
+            print(f"| {hop} | all | {a['n']} | {a['median']:.2f} | {a['p90']:.2f} | {a['max']:.2f} |")
     return 0
 
 

@@ -354,7 +354,8 @@ def test_a_call_nobody_answers_waits_longer_instead_of_escalating_on_nothing() -
     b = bid("O1", "P1/L1", "P1", completion=500, due=1000)
     out = plant.handle(env(b, "P1/L1", "P1", cfp.conversation), b, now=8.0)  # after the first deadline: taken
     assert [(e.type, e.recipient) for e in out] == [(_type(Award), "P1/L1")]
-    # a line that never answers: three longer waits, then the call is decided (escalated) all the same
+    # a line that never answers: longer waits for the plant's patience (60 s), then the call is decided
+    # (escalated) all the same
     plant = PlantAgent("P1", {"P1/L1": {"cut"}}, ["P2"], wave=5, respond_timeout_s=5, intake_s=0)
     spec2 = order("O2", due=1000)
     plant.handle(env(NewOrder(order=spec2), "erp", "P1", "order:O2"), NewOrder(order=spec2), now=20.0)
@@ -362,7 +363,24 @@ def test_a_call_nobody_answers_waits_longer_instead_of_escalating_on_nothing() -
     while not outs and t < 500:
         t += 1.0
         outs = plant.tick(t)
-    assert plant.calls["O2"].waits == 3 and {e.type for e in outs} == {"escalate"} and 20 + 5 + 10 + 20 + 40 < t
+    assert plant.calls["O2"].waits == 3 and {e.type for e in outs} == {"escalate"} and 20 + 60 < t < 20 + 60 + 80
+
+
+def test_a_silent_line_is_not_counted_as_refusing_while_the_others_only_refused() -> None:
+    """A line on a dead node says nothing until Ray restarts it elsewhere; the one that refused does not decide."""
+    plant = PlantAgent("P1", {"P1/L1": {"cut"}, "P1/L2": {"cut"}}, [], wave=5, respond_timeout_s=1, intake_s=0)
+    spec = order("O1", due=1000)
+    cfps = plant.handle(env(NewOrder(order=spec), "erp", "P1", "order:O1"), NewOrder(order=spec), now=0.0)
+    no = Refuse(order_id="O1", line="P1/L1", reason="busy")
+    assert plant.handle(env(no, "P1/L1", "P1", cfps[0].conversation), no, now=0.5) == []
+    t = 0.0
+    while t < 50:  # long after the 1 s timeout: still waiting for L2, nothing failed
+        t += 1.0
+        assert plant.tick(t) == []
+    assert plant.orders["O1"].status == "calling"
+    b = bid("O1", "P1/L2", "P1", completion=500, due=1000)  # L2 is back (restarted) and answers
+    out = plant.handle(env(b, "P1/L2", "P1", cfps[0].conversation), b, now=t)
+    assert [(e.type, e.recipient) for e in out] == [(_type(Award), "P1/L2")]
 
 
 def test_every_bidder_of_a_held_order_gets_the_held_date_even_after_later_holds() -> None:
@@ -376,3 +394,33 @@ def test_every_bidder_of_a_held_order_gets_the_held_date_even_after_later_holds(
     assert ask("O2", "P1/L1")["date"] == 500  # O1 holds 8 of the 10 in stock
     assert ask("O1", "P2/L3")["date"] == 0 and not ask("O1", "P2/L3")["late"]  # an escalated bidder of O1
     assert sup.materials["sheet"].reserved["O1"] == Reservation(quantity=8, date=0, line=HOLD)
+
+
+def test_the_plant_asks_the_supplier_once_per_call_and_its_lines_bid_on_the_promised_date() -> None:
+    """One ATP request per material and call, not one per line; the call carries the date; no date, no call."""
+    sup = _sheet_supplier(stock=10, receipt=10)
+    steps = [Step(name="cut", machine_type="cut", minutes_per_unit=3, material="sheet", material_per_unit=2)]
+    lines = {f"P1/L{k}": {"cut"} for k in (1, 2, 3)}
+    plant = PlantAgent("P1", lines, [], wave=5, intake_s=0, suppliers={"sheet": "S1"})
+    spec = OrderSpec(id="O1", product="box", quantity=6, release=0, due=2000, priority=1, plant="P1", steps=steps)
+    (ask,) = plant.handle(env(NewOrder(order=spec), "erp", "P1", "order:O1"), NewOrder(order=spec), now=0.0)
+    assert (ask.type, ask.recipient, ask.payload["quantity"]) == (_type(AtpRequest), "S1", 12)
+    (promise,) = sup.handle(ask, AtpRequest.model_validate(ask.payload), now=0.1)
+    assert promise.recipient == "P1" and promise.payload["date"] == 500  # 10 in stock, 12 needed: the receipt
+    cfps = plant.handle(promise, AtpPromise.model_validate(promise.payload), now=0.2)
+    assert sorted(e.recipient for e in cfps) == sorted(lines)
+    assert all(e.payload["material_dates"] == {"sheet": 500} for e in cfps)
+    line = LineAgent("P1", LineSpec(id="L1", machines=[{"id": "C", "type": "cut"}]), Calendar(),
+                     suppliers={"sheet": "S1"}, horizon=10_000)
+    cfp = next(e for e in cfps if e.recipient == "P1/L1")
+    (answer,) = line.handle(cfp, CallForProposals.model_validate(cfp.payload), now=0.3)
+    assert answer.type == _type(Bid) and answer.payload["material_ready"] == 500  # no request of its own
+    # material the supplier can never deliver: no line is called, the order fails and its hold is released
+    spec2 = spec.model_copy(update={"id": "O2", "quantity": 20})
+    (ask2,) = plant.handle(env(NewOrder(order=spec2), "erp", "P1", "order:O2"), NewOrder(order=spec2), now=1.0)
+    (no,) = sup.handle(ask2, AtpRequest.model_validate(ask2.payload), now=1.1)
+    assert not no.payload["available"]
+    out = plant.handle(no, AtpPromise.model_validate(no.payload), now=1.2)
+    assert plant.orders["O2"].status == "failed" and not any(e.type == _type(CallForProposals) for e in out)
+    failed = [e for e in plant.st.events if e.event == "failed" and e.order == "O2"]
+    assert "cannot deliver 40 within its horizon" in failed[0].refused["P1/L1"]  # type: ignore[attr-defined]

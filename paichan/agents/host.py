@@ -32,7 +32,7 @@ from paichan.agents.plant import PlantAgent
 from paichan.agents.scenario import LineSpec, PlantSpec, Scenario, SupplierSpec
 from paichan.agents.supplier import SupplierAgent
 from paichan.bus.envelope import Envelope
-from paichan.bus.streams import Bus, Consumer, Delivery, Fenced, fetch_many
+from paichan.bus.streams import Bus, Consumer, Delivery, Fenced, Ops, duplicates_many, fetch_many, run_many
 
 
 def agent_factories(sc: Scenario) -> dict[str, Callable[[], Agent]]:
@@ -119,21 +119,59 @@ class HostCore:
                 time.sleep(min(0.04, 0.005 * 2 ** min(idle // 20, 3)))
 
     def step_all(self, reclaim: bool = False) -> bool:
-        """One round over every hosted agent, their reads in one round trip; True if any had work."""
+        """One round over every hosted agent; True if any had work.
+
+        Three round trips to Redis whatever the number of agents: their reads, their duplicate checks
+        and their commits (each agent's still its own fenced, atomic script call) are pipelined. A host
+        of a plant and ten lines made some twenty-three, and on a loaded machine each costs a wait for
+        the scheduler, not only for Redis."""
         ids = list(self.agents)
         batches = dict(zip(ids, fetch_many(self.bus, [self.consumers[a] for a in ids], count=64), strict=True))
+        if reclaim:
+            for aid in ids:
+                batches[aid] += self.consumers[aid].reclaim()
+        working = [a for a in ids if batches[a]]
+        seen = dict(zip(working, duplicates_many(self.bus, [(self.consumers[a], batches[a]) for a in working]),
+                        strict=True))
         busy = False
+        pending: list[tuple[str, Ops]] = []
+        failure: BaseException | None = None
         for aid in ids:
             try:
-                busy |= self.step(aid, reclaim, batches[aid])
+                ops, had_work = self.prepare(aid, batches[aid], seen.get(aid, set()))
             except Fenced as e:  # a newer incarnation owns this agent now: let go of it
                 self.fence(aid, str(e))
-            except Exception:
+                continue
+            except Exception as e:
                 # a failed step may have changed the agent in memory without its commit (Redis away
                 # longer than the client's retries): rebuild it from its last commit before going on
                 self.reload.add(aid)
-                raise
+                failure = failure or e
+                continue
+            busy |= had_work
+            if ops.cmds:
+                pending.append((aid, ops))
+        results = run_many(self.bus, [(self.consumers[a], ops) for a, ops in pending])
+        for (aid, _), err in zip(pending, results, strict=True):
+            if isinstance(err, Fenced):
+                self.fence(aid, str(err))
+            elif err is not None:
+                self.reload.add(aid)  # its handlers ran, its commit did not: back to the last commit
+                failure = failure or err
+        if failure is not None:
+            raise failure
         return busy
+
+    def prepare(self, aid: str, deliveries: list[Delivery], processed: set[str]) -> tuple[Ops, bool]:
+        """Handle ``aid``'s deliveries, then its clock; the commit to run, and whether it had work."""
+        ops = Ops()
+        handled = self.process_batch(aid, deliveries, processed, ops) if deliveries else False
+        agent = self.agents[aid]  # after the batch: a poison message has it rebuilt
+        out = agent.tick(time.time())
+        if handled or out or agent.dirty:
+            agent.dirty = False
+            self.consumers[aid].commit_ops([], agent.state_json(), out, ops)
+        return ops, bool(deliveries or out)
 
     def _reload(self, aid: str) -> None:
         """Rebuild ``aid`` from its last commit and re-read its pending messages (after a failed step)."""
@@ -151,34 +189,31 @@ class HostCore:
         if not self.agents:
             self.stop_event.set()
 
-    def step(self, aid: str, reclaim: bool = False, deliveries: list[Delivery] | None = None) -> bool:
-        """Handle ``aid``'s deliveries (fetched here when not given), then its clock; True if it had work."""
-        agent, consumer = self.agents[aid], self.consumers[aid]
-        if deliveries is None:
-            deliveries = consumer.fetch(count=64, block_ms=None)
+    def step(self, aid: str, reclaim: bool = False) -> bool:
+        """One agent's round on its own (its read, duplicate check and commit unpipelined); True if it had work."""
+        consumer = self.consumers[aid]
+        deliveries = consumer.fetch(count=64, block_ms=None)
         if reclaim:
             deliveries += consumer.reclaim()
-        if deliveries:
-            self.process_batch(aid, deliveries)
-        out = agent.tick(time.time())
-        if out or agent.dirty:
-            agent.dirty = False
-            consumer.publish(agent.state_json(), out)
-        return bool(deliveries or out)
+        ops, busy = self.prepare(aid, deliveries, consumer.duplicates(deliveries))
+        if ops.cmds:
+            consumer.run(ops)
+        return busy
 
-    def process_batch(self, aid: str, deliveries: list[Delivery]) -> None:
-        """Handle a batch and commit it in one transaction (state written once).
+    def process_batch(self, aid: str, deliveries: list[Delivery], processed: set[str], ops: Ops) -> bool:
+        """Handle a batch into ``ops`` (committed with the agent's state, once, by the caller); True if any
+        message was handled (the state changed).
 
         A crash redelivers the whole batch against the state before it, so
         nothing is half-applied. A handler error (poison message) reloads the
         agent from its last commit, replays the good messages before it
         (handlers are deterministic), commits them, and dead-letters the culprit.
+        ``processed``: envelope ids among the deliveries that were handled before (acknowledged only).
         """
         consumer = self.consumers[aid]
         good: list[Delivery] = []
         seen: set[str] = set()
         done: list[Delivery] = []  # acked without effects: duplicates
-        processed = consumer.duplicates(deliveries)
         for d in deliveries:
             if d.error is not None:
                 consumer.dead_letter(d, d.error)
@@ -200,10 +235,9 @@ class HostCore:
                     replay += self._handle(aid, prev)
                 consumer.commit(good[:k] + done, self.agents[aid].state_json(), replay)
                 consumer.dead_letter(d, f"handler error in {aid}: {e!r}")
-                self.process_batch(aid, good[k + 1 :])
-                return
-        if good or done:
-            consumer.commit(good + done, self.agents[aid].state_json() if good else None, out)
+                return self.process_batch(aid, good[k + 1 :], processed, ops) or k > 0
+        consumer.commit_ops(good + done, None, out, ops)  # the state is added once, after the clock
+        return bool(good)
 
     def _handle(self, aid: str, d: Delivery) -> list[Envelope]:
         agent = self.agents[aid]

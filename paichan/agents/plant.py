@@ -82,7 +82,9 @@ class PlantAgent(Agent):
         self.timeout = respond_timeout_s
         self.escalate = escalate
         self.intake_s = intake_s
-        self.max_waits = 3  # deadline extensions for a call nobody answered (see _wait_longer)
+        # how long a call waits out silence (lines or plants that have not answered: on a node that died,
+        # being restarted elsewhere) before it counts them as refusing (see _wait_longer)
+        self.patience_s = max(60.0, 12 * respond_timeout_s)
         self.st = PlantState()  # everything committed to the bus (orders, calls, queue, moves, events)
 
     @property
@@ -125,7 +127,7 @@ class PlantAgent(Agent):
         lines = [ln for ln in self._capable(spec) if move_from is None or ln != move_from.line]
         conv = f"{spec.id}:{rnd}"
         self.st.calls[spec.id] = Call(spec=spec, round=rnd, for_plant=for_plant, conv=conv, expected=lines,
-                                      deadline=now + self.timeout, move_from=move_from)
+                                      deadline=now + self.timeout, move_from=move_from, opened=now)
         if for_plant is None:
             self.st.orders[spec.id].status = "moving" if move_from else "calling"
         if not lines:
@@ -433,11 +435,14 @@ class PlantAgent(Agent):
             esc = call.escalation
             if esc is not None:
                 if now > esc.deadline:
-                    if not esc.offers and call.best is None and self._wait_longer(call, esc, now, 2):
+                    silent = len(esc.offers) < len(esc.expected)
+                    usable = call.best is not None or any(b is not None for b in esc.offers.values())
+                    if silent and not usable and self._wait_longer(call, esc, now, 2):
                         continue
                     out += self._award_best(oid, now)
             elif call.deadline is not None and now > call.deadline and call.best is None:
-                if not call.bids and not call.refused and self._wait_longer(call, call, now, 1):
+                silent = any(ln not in call.bids and ln not in call.refused for ln in call.expected)
+                if not call.bids and silent and self._wait_longer(call, call, now, 1):
                     continue
                 why = (f"no promise for {', '.join(call.sourcing)} before the deadline" if call.sourcing
                        else "no answer before the deadline")
@@ -448,13 +453,14 @@ class PlantAgent(Agent):
         return out
 
     def _wait_longer(self, call: Call, timer: Call | Escalation, now: float, factor: int) -> bool:
-        """Nobody answered at all: the lines (or plants) are slow, not unable. Extend the deadline (doubling,
-        at most ``max_waits`` times) instead of deciding on nothing: deciding would escalate or fail the order
-        and multiply the load that made everyone slow."""
-        if call.waits >= self.max_waits:
+        """No bid yet and some lines (or plants) have not answered: they are slow or being restarted on
+        another node, not unable. Extend the deadline (doubling, up to 16 timeouts) instead of deciding on
+        nothing, for at most ``patience_s`` from the call's opening: deciding would count the silent ones as
+        refusing, escalate or fail the order, and multiply the load that made everyone slow."""
+        if now - call.opened > self.patience_s:
             return False
         call.waits += 1
-        timer.deadline = now + factor * self.timeout * 2 ** call.waits
+        timer.deadline = now + factor * self.timeout * 2 ** min(call.waits, 4)
         return True
 
     # ----------------------------------------------------------------- status

@@ -118,6 +118,7 @@ class Call(StateModel):
     move_from: MoveFrom | None = None
     awarded: Awarded | None = None
     waits: int = 0  # deadline extensions so far (nobody answered)
+    opened: float = 0.0  # when the call was opened (epoch seconds): silence is waited out for a while
     sourcing: list[str] = Field(default_factory=list)  # materials whose promise the call still waits for
     dates: dict[str, int] = Field(default_factory=dict)  # material -> promised date (sent with the call)
 

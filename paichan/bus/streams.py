@@ -28,7 +28,7 @@ Delivery guarantees, and how they are kept:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import cast
 
@@ -295,58 +295,101 @@ class Consumer:
         """Atomically: store state, send replies, mark processed, acknowledge (one delivery or a batch).
 
         ``state`` is JSON-ready data, or already JSON text (an agent's state model serialises itself faster)."""
-        batch = d if isinstance(d, list) else [d]
+        self.run(self.commit_ops(d if isinstance(d, list) else [d], state, outgoing))
 
-        def queue(pipe: Ops) -> None:
-            if state is not None:
-                pipe.set(self.bus.state_key(self.agent), _json(state))
-            self.bus._queue(pipe, outgoing)
-            ids = [x.envelope.id for x in batch if x.envelope is not None]
-            if ids:
-                pipe.sadd(self.bus.processed_key(self.agent), *ids)
-            for x in batch:
-                pipe.xack(x.stream, self.group, x.entry_id)
+    def publish(self, state: dict | str | None, outgoing: Iterable[Envelope]) -> None:
+        """Atomically store state (data or JSON text) and send messages not caused by a delivery (clock ticks)."""
+        self.run(self.commit_ops([], state, outgoing))
 
-        self._transaction(queue)
+    def commit_ops(self, batch: list[Delivery], state: dict | str | None, outgoing: Iterable[Envelope] = (),
+                   ops: Ops | None = None) -> Ops:
+        """The commands of a commit (added to ``ops`` when given), to run with :meth:`run` or :func:`run_many`."""
+        ops = ops if ops is not None else Ops()
+        if state is not None:
+            ops.set(self.bus.state_key(self.agent), _json(state))
+        self.bus._queue(ops, outgoing)
+        ids = [x.envelope.id for x in batch if x.envelope is not None]
+        if ids:
+            ops.sadd(self.bus.processed_key(self.agent), *ids)
+        for x in batch:
+            ops.xack(x.stream, self.group, x.entry_id)
+        return ops
 
-    def _transaction(self, queue: Callable[[Ops], None]) -> None:
-        """Run the queued commands atomically, only while this incarnation's epoch is the live one.
+    def script_args(self, ops: Ops) -> tuple[list[str], list[str]]:
+        """KEYS and ARGV of the fenced script for ``ops``."""
+        return [self.bus.epoch_key(self.agent)], [str(self.epoch), *ops.flat()]
+
+    def stale(self) -> Fenced:
+        live = cast(str | None, self.bus.r.get(self.bus.epoch_key(self.agent)))  # decode_responses: text
+        return Fenced(f"{self.agent}: incarnation {self.epoch} is stale (epoch {live} is live); its commit was refused")
+
+    def run(self, ops: Ops) -> None:
+        """Run the commands atomically, only while this incarnation's epoch is the live one.
 
         One round trip: a script compares the epoch and runs the commands (a script runs whole, like
         MULTI/EXEC, and is written to the AOF as one transaction). WATCH, GET, MULTI/EXEC took three, and
         commits are most of a busy agent's traffic."""
-        ops = Ops()
-        queue(ops)
         if self.epoch is None:
             with self.bus.r.pipeline(transaction=True) as pipe:
                 ops.replay(pipe)
                 pipe.execute()
             return
-        key = self.bus.epoch_key(self.agent)
-        if not self.bus.fenced_exec(keys=[key], args=[str(self.epoch), *ops.flat()]):
-            live = self.bus.r.get(key)
-            raise Fenced(f"{self.agent}: incarnation {self.epoch} is stale (epoch {live} is live); "
-                         "its commit was refused")
-
-    def publish(self, state: dict | str | None, outgoing: Iterable[Envelope]) -> None:
-        """Atomically store state (data or JSON text) and send messages not caused by a delivery (clock ticks)."""
-
-        def queue(pipe: Ops) -> None:
-            if state is not None:
-                pipe.set(self.bus.state_key(self.agent), _json(state))
-            self.bus._queue(pipe, outgoing)
-
-        self._transaction(queue)
+        keys, args = self.script_args(ops)
+        if not self.bus.fenced_exec(keys=keys, args=args):
+            raise self.stale()
 
     def ack(self, d: Delivery) -> None:
         self.bus.r.xack(d.stream, self.group, d.entry_id)
 
     def dead_letter(self, d: Delivery, reason: str) -> None:
         """Park an entry we cannot handle, with the reason, and acknowledge it."""
+        ops = Ops()
+        ops.xadd(self.bus.deadletter, {"stream": d.stream, "entry_id": d.entry_id, "agent": self.agent,
+                                       "reason": reason, "raw": json.dumps(d.fields)})
+        ops.xack(d.stream, self.group, d.entry_id)
+        self.run(ops)
 
-        def queue(pipe: Ops) -> None:
-            pipe.xadd(self.bus.deadletter, {"stream": d.stream, "entry_id": d.entry_id, "agent": self.agent,
-                                            "reason": reason, "raw": json.dumps(d.fields)})
-            pipe.xack(d.stream, self.group, d.entry_id)
 
-        self._transaction(queue)
+def duplicates_many(bus: Bus, work: list[tuple[Consumer, list[Delivery]]]) -> list[set[str]]:
+    """:meth:`Consumer.duplicates` for several consumers in one round trip."""
+    asked = [(c, [d.envelope.id for d in batch if d.envelope is not None]) for c, batch in work]
+    with bus.r.pipeline(transaction=False) as pipe:
+        for c, ids in asked:
+            if ids:
+                pipe.smismember(bus.processed_key(c.agent), ids)
+        replies = iter(cast(list[list[int]], pipe.execute()))
+    return [{i for i, hit in zip(ids, next(replies), strict=True) if hit} if ids else set() for _, ids in asked]
+
+
+def run_many(bus: Bus, work: list[tuple[Consumer, Ops]]) -> list[Exception | None]:
+    """Each consumer's commit as its own fenced script call, all in one round trip (a host's agents).
+
+    Per item: None when it ran, :class:`Fenced` when that incarnation is stale, or the error it met.
+    Unfenced consumers (no epoch) run their own transaction."""
+    out: list[Exception | None] = [None] * len(work)
+    fenced = [k for k, (c, _) in enumerate(work) if c.epoch is not None]
+    if fenced:
+        sha = bus.fenced_exec.sha
+        with bus.r.pipeline(transaction=False) as pipe:
+            for k in fenced:
+                keys, args = work[k][0].script_args(work[k][1])
+                pipe.evalsha(sha, len(keys), *keys, *args)
+            replies = pipe.execute(raise_on_error=False)
+        for k, reply in zip(fenced, replies, strict=True):
+            c, ops = work[k]
+            try:
+                if isinstance(reply, redis.exceptions.NoScriptError):  # a restarted Redis forgot the script
+                    c.run(ops)
+                elif isinstance(reply, Exception):
+                    raise reply
+                elif not reply:
+                    raise c.stale()
+            except Exception as e:
+                out[k] = e
+    for k, (c, ops) in enumerate(work):
+        if c.epoch is None:
+            try:
+                c.run(ops)
+            except Exception as e:
+                out[k] = e
+    return out
