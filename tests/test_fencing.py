@@ -52,7 +52,8 @@ def test_a_stale_incarnation_cannot_commit_or_send(bus: Bus) -> None:
 
 def test_a_fenced_host_stops_and_the_live_one_answers_once(bus: Bus) -> None:
     sc = small_network(orders=1).model_dump_json()
-    old = HostCore(sc, ["S1"], bus.url, bus.ns)
+    exits: list[bool] = []
+    old = HostCore(sc, ["S1"], bus.url, bus.ns, on_fenced=lambda: exits.append(True))  # the actor ends its process
     new: HostCore | None = None
     try:
         def promises() -> list[str]:
@@ -67,7 +68,7 @@ def test_a_fenced_host_stops_and_the_live_one_answers_once(bus: Bus) -> None:
         Consumer(bus, "S1")  # a newer incarnation (Ray restarted the host elsewhere) takes the epoch
         ask("b")
         wait(lambda: old.fenced == ["S1"] and not old.thread.is_alive())
-        assert any("fenced" in e for e in old.status()["errors"])
+        assert any("fenced" in e for e in old.status()["errors"]) and exits == [True]
         time.sleep(0.2)
         assert promises() == ["a"], "the stale copy's answer was refused"
         new = HostCore(sc, ["S1"], bus.url, bus.ns)

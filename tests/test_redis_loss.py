@@ -5,6 +5,7 @@ Real Ray, real redis-server processes (each test's own, on its own port), real k
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -85,9 +86,11 @@ def test_redis_gone_for_good_ends_the_run_with_one_line(tmp_path: Path) -> None:
                                 env=env, cwd=ROOT)
         assert proc.stderr is not None
         lines: list[str] = []
+        fed = False
         for line in proc.stderr:
             lines.append(line)
-            if line.startswith("fed "):
+            fed = fed or line.startswith("fed ")
+            if fed and line.startswith("negotiating:") and "no orders yet" not in line:  # plants have state
                 server.kill()  # gone, and nobody restarts a shared server
                 break
         _, rest = proc.communicate(timeout=240)
@@ -95,3 +98,9 @@ def test_redis_gone_for_good_ends_the_run_with_one_line(tmp_path: Path) -> None:
     assert proc.returncode == 2, all_err[-3000:]
     assert "Traceback" not in all_err
     assert "has not answered" in all_err and "retrying" in all_err
+    # what the run had read is on disk: the journal so far (at least the orders it fed) and the last states
+    journal = [json.loads(x) for x in (tmp_path / "out" / "negotiations.partial.jsonl").read_text().splitlines()]
+    assert sum(1 for e in journal if e["type"] == "order.new") == 4
+    states = json.loads((tmp_path / "out" / "states.partial.json").read_text())
+    assert states["read_at"] and any(a.startswith("P") and "/" not in a for a in states["agents"])
+    assert "negotiations.partial.jsonl" in all_err.splitlines()[-1] or "negotiations.partial.jsonl" in all_err

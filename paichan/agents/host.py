@@ -18,6 +18,7 @@ fenced, stops its loop: it no longer reads, writes or spins against Redis.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 import traceback
@@ -73,7 +74,9 @@ class HostCore:
     """The agent loop, independent of Ray (the actor below wraps it)."""
 
     def __init__(self, scenario_json: str, agent_ids: list[str], redis_url: str, namespace: str,
-                 claim_idle_ms: int = 10_000) -> None:
+                 claim_idle_ms: int = 10_000, on_fenced: Callable[[], None] | None = None) -> None:
+        """``on_fenced``: called once every hosted agent is fenced (the Ray actor ends its process)."""
+        self.on_fenced = on_fenced
         sc = Scenario.model_validate_json(scenario_json)
         factories = agent_factories(sc)
         self.bus = Bus(redis_url, namespace)
@@ -192,6 +195,8 @@ class HostCore:
         self.errors.append(f"fenced: {why}")
         if not self.agents:
             self.stop_event.set()
+            if self.on_fenced is not None:
+                self.on_fenced()
 
     def step(self, aid: str, reclaim: bool = False) -> bool:
         """One agent's round on its own (its read, duplicate check and commit unpipelined); True if it had work."""
@@ -260,13 +265,22 @@ class HostCore:
         self.thread.join(timeout=30)
 
 
+def _stale_exit() -> None:
+    """Every agent of this copy is fenced: a newer incarnation runs them (Ray restarted this actor elsewhere
+    while this process went on, on a hung node). Nothing can reach this orphan (``ray.kill`` goes to the new
+    one): end the process rather than idle until the node is cleaned up."""
+    print("paichan host: every agent here is fenced (a newer incarnation runs them); exiting", file=sys.stderr,
+          flush=True)
+    os._exit(0)
+
+
 @ray.remote(max_restarts=-1, max_task_retries=-1, num_cpus=0)
 class AgentHost:
     """Ray actor around :class:`HostCore`."""
 
     def __init__(self, scenario_json: str, agent_ids: list[str], redis_url: str, namespace: str,
                  claim_idle_ms: int = 10_000) -> None:
-        self.core = HostCore(scenario_json, agent_ids, redis_url, namespace, claim_idle_ms)
+        self.core = HostCore(scenario_json, agent_ids, redis_url, namespace, claim_idle_ms, on_fenced=_stale_exit)
 
     def status(self) -> dict[str, Any]:
         return {**self.core.status(), "node": ray.get_runtime_context().get_node_id()}

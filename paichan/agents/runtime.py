@@ -11,6 +11,7 @@ scenario's global problem; the service layer writes ``problem.json``, ``schedule
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -22,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import urlsplit
 
 import redis
@@ -30,9 +31,9 @@ from pydantic import BaseModel, ValidationError
 
 from paichan.agents.messages import Improve, MachineDown, NewOrder, Replan, SupplierDelay
 from paichan.agents.scenario import Scenario, global_problem, machine_id, scenario_delays
-from paichan.bus.envelope import make
+from paichan.bus.envelope import Envelope, make
 from paichan.bus.server import RedisUnavailable, masked, resolve_redis
-from paichan.bus.streams import Bus
+from paichan.bus.streams import FIELD, Bus
 from paichan.checker import CheckReport, check
 from paichan.domain import Problem, Schedule, ScheduledOperation
 
@@ -128,6 +129,12 @@ class Network:
         self.url, self.server = resolve_redis(workdir, appendfsync="always")
         self.closing = threading.Event()
         self.redis_restarts = 0
+        # what the driver has read so far, written out if Redis goes away for good (dump_partial)
+        self.journal_raw: list[str] = []  # the journal's envelopes (JSON), in order
+        self._journal_last: str | None = None  # the last journal entry id read
+        self.last_states: dict[str, Any] = {}  # agent -> its last committed state read
+        self.states_read_at: datetime | None = None
+        self._states_polled = 0.0
         try:
             self.namespace = namespace or f"paichan:{sc.name}:{uuid.uuid4().hex[:8]}"
             # the driver's client gives up after ~2 s so that its loops can say what is going on
@@ -197,25 +204,66 @@ class Network:
                           "and the run carry on")
 
     # ------------------------------------------------------------------ state
+    def _states(self, agents: list[str]) -> list[dict[str, Any] | None]:
+        """The agents' committed states, in one MGET (remembered for dump_partial)."""
+        if not agents:
+            return []
+        raw = cast(list[str | None], self.bus.r.mget([self.bus.state_key(a) for a in agents]))
+        states = [None if r is None else json.loads(r) for r in raw]
+        self.last_states.update({a: st for a, st in zip(agents, states, strict=True) if st is not None})
+        self.states_read_at = datetime.now(UTC)
+        return states
+
     def plant_states(self) -> dict[str, dict[str, Any]]:
-        empty: dict[str, Any] = {"agent": {"orders": {}, "events": []}}
-        return {p.id: (self.bus.load_state(p.id) or empty)["agent"] for p in self.sc.plants}
+        ids = [p.id for p in self.sc.plants]
+        return {a: st["agent"] if st else {"orders": {}, "events": []}
+                for a, st in zip(ids, self._states(ids), strict=True)}
 
     def line_states(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for p in self.sc.plants:
-            for ln in p.lines:
-                st = self.bus.load_state(f"{p.id}/{ln.id}")
-                out[f"{p.id}/{ln.id}"] = st["agent"] if st else {"orders": {}, "replans": 0}
-        return out
+        ids = self.all_lines()
+        return {a: st["agent"] if st else {"orders": {}, "replans": 0}
+                for a, st in zip(ids, self._states(ids), strict=True)}
 
     def pending(self) -> int:
-        """Messages delivered to no agent yet or not yet acknowledged, over all inboxes."""
-        total = 0
-        for key in self.bus.r.scan_iter(f"{self.namespace}:inbox:*"):
-            for g in self.bus.r.xinfo_groups(key):
-                total += int(g.get("pending", 0)) + int(g.get("lag", 0) or 0)
-        return total
+        """Messages delivered to no agent yet or not yet acknowledged, over all inboxes (one round trip)."""
+        keys = list(self.bus.r.scan_iter(f"{self.namespace}:inbox:*", count=1000))
+        with self.bus.r.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.xinfo_groups(key)
+            groups = cast(list[list[dict[str, Any]]], pipe.execute())
+        return sum(int(g.get("pending", 0)) + int(g.get("lag", 0) or 0) for gs in groups for g in gs)
+
+    def tail_journal(self, limit: int = 20_000) -> int:
+        """Read journal entries not read yet (at most ``limit`` now); how many were new."""
+        got = 0
+        while got < limit:
+            start = "-" if self._journal_last is None else f"({self._journal_last}"
+            batch = cast(list[tuple[str, dict[str, str]]], self.bus.r.xrange(self.bus.journal, min=start, count=5000))
+            if not batch:
+                break
+            self.journal_raw.extend(f[FIELD] for _, f in batch)
+            self._journal_last = batch[-1][0]
+            got += len(batch)
+        return got
+
+    def journal(self) -> list[dict[str, Any]]:
+        """Every message of the run, in order (read to the end)."""
+        self.tail_journal(limit=10**12)
+        return [Envelope.model_validate_json(raw).model_dump(mode="json") for raw in self.journal_raw]
+
+    def dump_partial(self, workdir: Path) -> str:
+        """Write what the driver has read (journal so far, last states read) when Redis is gone; says what."""
+        workdir.mkdir(parents=True, exist_ok=True)
+        journal = workdir / "negotiations.partial.jsonl"
+        with journal.open("w") as f:
+            for raw in self.journal_raw:
+                f.write(raw + "\n")
+        states = workdir / "states.partial.json"
+        at = self.states_read_at.isoformat() if self.states_read_at else None
+        states.write_text(json.dumps({"namespace": self.namespace, "read_at": at, "agents": self.last_states},
+                                     indent=1))
+        return (f"wrote what the run had read: {journal} ({len(self.journal_raw)} messages) and {states} "
+                f"({len(self.last_states)} agents' last committed states, as of {at or 'never'})")
 
     def wait_quiet(self, timeout: float, what: str, done: Callable[[], bool] = lambda: True) -> bool:
         """Wait until nothing is in flight (and ``done()``), showing progress."""
@@ -225,6 +273,10 @@ class Network:
         down_since: float | None = None
         while time.monotonic() - t0 < timeout:
             try:
+                self.tail_journal()
+                if time.monotonic() - self._states_polled > 15:  # lines too, now and then (dump_partial)
+                    self._states_polled = time.monotonic()
+                    self.line_states()
                 pend = self.pending()
                 summary = self.summary()
                 finished = pend == 0 and done()
@@ -524,7 +576,7 @@ def run_agents(sc: Scenario | None, workdir: Path, progress: Progress = _stderr,
         problem = global_problem(sc, delays)
         lines = net.line_states()
         schedule = agents_schedule(sc, problem, lines)
-        journal = [e.model_dump(mode="json") for e in net.bus.journal_entries()]
+        journal = net.journal()
         plants = net.plant_states()
         extra = {
             "mode": "agents",
@@ -550,6 +602,8 @@ def run_agents(sc: Scenario | None, workdir: Path, progress: Progress = _stderr,
             net.shutdown_hosts()  # nothing may write the namespace again once it is gone
             progress(f"removed {net.bus.remove_namespace()} keys of this run ({net.namespace}) from "
                      f"{masked(net.url)}")
+    except BusLost as e:  # Redis is gone for good: keep what the driver had read
+        raise BusLost(f"{e}; {net.dump_partial(workdir)}") from None
     finally:
         net.close()
     progress(f"done in {time.monotonic() - t0:.1f} s: {_kpi_line(result.kpis)}")
