@@ -109,3 +109,13 @@ def test_ray_token_authentication_on_every_node(cfg: dict[str, Any]) -> None:
     assert len(starts) == 2, starts
     for c in starts:
         assert c.startswith("RAY_AUTH_MODE=token "), c
+
+
+def test_what_the_walk_through_found_stays_fixed(cfg: dict[str, Any], text: str) -> None:
+    """Faults found walking docs/CLUSTER.md through on three simulated machines (its Status note)."""
+    head = " ".join(commands(cfg, "head_setup_commands"))
+    assert "redis://default:%s@" in head  # redis-cli -u sends an empty user name for redis://:PASSWORD@ (WRONGPASS)
+    init = " ".join(commands(cfg, "initialization_commands"))
+    assert '.venv/bin:$PATH' in init  # `ray down` runs `ray stop` in a login shell: the venv's ray on its PATH
+    assert "RAY_UP_enable_autoscaler_v2=0 ray up" in text  # autoscaler v2 stops the head of a local cluster
+    assert ".mypy_cache/" in cfg["rsync_exclude"]
