@@ -110,15 +110,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         cluster.stop()
     stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-    md = (f"# Agent networks on a two-node Ray cluster\n\n`python -m bench.network` ({stamp}; {os.cpu_count()} cores, "
-          f"{platform.python_version()}): a head and a second raylet on this machine (`bench/localcluster.py`, "
-          "token authentication on), each scenario run as `RAY_ADDRESS=... paichan run scenarios/NAME.yaml`.\n\n"
-          "*negotiated*: from the network being up (actors started) to the first negotiated schedule, verified by "
-          "the checker; *whole run*: start-up, negotiation, local replanning, the scenario's disruptions and "
-          "reallocation, to the final schedule; *call->bid*: from the plant's first message of a call (its "
-          "request to the supplier) to each line's bid; *cfp->bid*: from the call for proposals to the bid. "
-          "Objective figures are the final schedule's, as the checker computes them (bench/results/agents.md compares them with the centralised "
-          "model and its lower bound).\n\n" + table(rows) + "\n")
+    md = (f"# Agent networks on a two-node Ray cluster\n\n`python -m bench.network` ({stamp}; {os.cpu_count()} "
+          f"cores, {platform.python_version()}): a head and a second raylet on this machine "
+          "(`bench/localcluster.py`, token authentication on), each scenario run as "
+          "`RAY_ADDRESS=... paichan run scenarios/NAME.yaml`.\n\n"
+          "*negotiated*: from the network being up (actors started) to the first negotiated schedule, "
+          "verified by the checker; *whole run*: start-up, negotiation, local replanning, the scenario's "
+          "disruptions and reallocation, to the final schedule; *call->bid*: from the plant's first message "
+          "of a call (its request to the supplier) to each line's bid; *cfp->bid*: from the call for "
+          "proposals to the bid. Objective figures are the final schedule's, as the checker computes them "
+          "(bench/results/agents.md compares them with the centralised model and its lower bound).\n\n"
+          + table(rows) + "\n")
     args.out.write_text(md)
     (args.out.with_suffix(".json")).write_text(json.dumps(rows, indent=1) + "\n")
     print(md)
