@@ -198,17 +198,6 @@ class HostCore:
             if self.on_fenced is not None:
                 self.on_fenced()
 
-    def step(self, aid: str, reclaim: bool = False) -> bool:
-        """One agent's round on its own (its read, duplicate check and commit unpipelined); True if it had work."""
-        consumer = self.consumers[aid]
-        deliveries = consumer.fetch(count=BATCH, block_ms=None)
-        if reclaim:
-            deliveries += consumer.reclaim()
-        ops, busy = self.prepare(aid, deliveries, consumer.duplicates(deliveries))
-        if ops.cmds:
-            consumer.run(ops)
-        return busy
-
     def process_batch(self, aid: str, deliveries: list[Delivery], processed: set[str], ops: Ops) -> bool:
         """Handle a batch into ``ops`` (committed with the agent's state, once, by the caller); True if any
         message was handled (the state changed).

@@ -285,11 +285,7 @@ class Consumer:
     def duplicates(self, batch: list[Delivery]) -> set[str]:
         """Envelope ids in ``batch`` this agent has already processed: one SMISMEMBER for the whole batch
         (a round trip per message was most of a busy agent's time)."""
-        ids = [d.envelope.id for d in batch if d.envelope is not None]
-        if not ids:
-            return set()
-        hits = cast(list[int], self.bus.r.smismember(self.bus.processed_key(self.agent), ids))
-        return {i for i, hit in zip(ids, hits, strict=True) if hit}
+        return duplicates_many(self.bus, [(self, batch)])[0]
 
     def commit(self, d: Delivery | list[Delivery], state: dict | str | None, outgoing: Iterable[Envelope] = ()) -> None:
         """Atomically: store state, send replies, mark processed, acknowledge (one delivery or a batch).
