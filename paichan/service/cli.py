@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from paichan.checker import check
 from paichan.domain import Problem, ProblemError
-from paichan.service import events_cli
+from paichan.service import events_cli, session_cli
 from paichan.service.adapters_cli import register as register_adapters
 from paichan.service.common import CliError, load_problem, load_schedule
 from paichan.service.serve_cli import register as register_serve
@@ -329,6 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_adapters(sub)
     register_serve(sub)
     events_cli.register(sub)
+    session_cli.register(sub)
     return p
 
 
