@@ -37,15 +37,18 @@ def free_port() -> int:
 class EmbeddedRedis:
     """A private redis-server process (AOF on) for one run."""
 
-    def __init__(self, workdir: str | Path, port: int | None = None, appendfsync: str = "everysec") -> None:
+    def __init__(self, workdir: str | Path, port: int | None = None, appendfsync: str = "everysec",
+                 password: str | None = None) -> None:
         self.workdir = Path(workdir).resolve()
         self.port = port or free_port()
         self.appendfsync = appendfsync  # "always": an acknowledged write survives a crash of the server
         self.proc: subprocess.Popen[bytes] | None = None
+        self.password = password  # for the default user: needed where other users share the server (sessions)
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f"default:{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout: float = 10.0) -> EmbeddedRedis:
         binary = shutil.which("redis-server")
@@ -60,13 +63,15 @@ class EmbeddedRedis:
             start_new_session=True,  # a terminal's Ctrl-C reaches the run, which then stops this server itself
         )
         deadline = time.monotonic() + timeout
-        client = redis.Redis.from_url(self.url)
+        client = redis.Redis(host="127.0.0.1", port=self.port)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RedisUnavailable(f"redis-server exited with code {self.proc.returncode}; see "
                                        f"{self.workdir / 'redis.log'}")
             try:
                 client.ping()
+                if self.password:  # set after start, so that it never shows in the process list
+                    client.config_set("requirepass", self.password)
                 return self
             except redis.ConnectionError:
                 time.sleep(0.05)
@@ -118,7 +123,8 @@ def masked(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-def resolve_redis(workdir: str | Path, appendfsync: str = "everysec") -> tuple[str, EmbeddedRedis | None]:
+def resolve_redis(workdir: str | Path, appendfsync: str = "everysec",
+                  password: str | None = None) -> tuple[str, EmbeddedRedis | None]:
     """(url, server-we-started-or-None): ``REDIS_URL`` wins, else start a private server."""
     url = os.environ.get("REDIS_URL")
     if url:
@@ -135,5 +141,5 @@ def resolve_redis(workdir: str | Path, appendfsync: str = "everysec") -> tuple[s
         except redis.RedisError as e:
             raise RedisUnavailable(f"REDIS_URL={masked(url)} is not reachable: {e}") from None
         return url, None
-    server = EmbeddedRedis(Path(workdir) / "redis", appendfsync=appendfsync).start()
+    server = EmbeddedRedis(Path(workdir) / "redis", appendfsync=appendfsync, password=password).start()
     return server.url, server

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -71,7 +72,7 @@ def cmd_open(args: argparse.Namespace) -> int:
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     try:
-        url, server = resolve_redis(out)
+        url, server = resolve_redis(out, password=secrets.token_urlsafe(18))
     except RedisUnavailable as e:
         raise CliError(str(e)) from None
     session = args.session or new_session_id()
@@ -79,15 +80,21 @@ def cmd_open(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         r = redis.Redis.from_url(url)
-        host = SessionHost(r, url, session, enterprises, _err, args.accept_timeout, args.silence_timeout)
+        try:
+            host = SessionHost(r, url, session, enterprises, _err, args.accept_timeout, args.silence_timeout)
+        except ValueError as e:
+            raise CliError(str(e)) from None
         try:
             urls = host.open()
-        except (SessionRefused, ValueError) as e:
+        except SessionRefused as e:
             raise CliError(str(e)) from None
         write_credentials(out, urls)
         print(f"session {session} open; credentials in {out / 'credentials'}; host Redis {masked(url)}", flush=True)
         if server is not None:
-            print(f"for `paichan session close|status`: export REDIS_URL={url}", flush=True)
+            host_url = out / "host.url"
+            host_url.write_text(url + "\n", encoding="utf-8")
+            host_url.chmod(0o600)
+            print(f"for `paichan session close|status`: export REDIS_URL=$(cat {host_url})", flush=True)
         try:
             serve_host(host, stop.is_set, _err)
         except KeyboardInterrupt:
@@ -103,7 +110,14 @@ def cmd_open(args: argparse.Namespace) -> int:
 
 
 def _member_url(args: argparse.Namespace) -> str:
-    return read_credentials(args.credentials)
+    url = read_credentials(args.credentials)
+    try:
+        session, _ = member_of(url)
+    except SessionError as e:
+        raise CliError(f"{args.credentials}: {e}") from None
+    if session != args.session:
+        raise CliError(f"{args.credentials} holds credentials for session {session}, not {args.session}")
+    return url
 
 
 def cmd_join(args: argparse.Namespace) -> int:
@@ -119,8 +133,6 @@ def cmd_join(args: argparse.Namespace) -> int:
                             params=AgentParams(solve_time=args.solve_time))
     except (SharingScenarioError, SessionError) as e:
         raise CliError(str(e)) from None
-    except KeyboardInterrupt:
-        return 130
     if args.output:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)

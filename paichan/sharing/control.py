@@ -157,9 +157,13 @@ def run_member(spec: EnterpriseSpec, url: str, progress: Progress, auto_buy: boo
     agent.auto_buy = auto_buy
     agent.join()
     deadline = time.monotonic() + timeout
-    while not agent.closed and time.monotonic() < deadline:
-        if stop is not None and stop.is_set():
-            agent.leave("stopped")
-            break
-        agent.step()
+    try:
+        while not agent.closed and time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                agent.leave("stopped by its host process")
+                break
+            agent.step()
+    except KeyboardInterrupt:
+        agent.leave("stopped by the planner (Ctrl-C)")  # nothing it promised stays dangling
+        progress(f"{eid}: left the session; its contracts are cancelled")
     return agent.result()

@@ -146,6 +146,7 @@ class EnterpriseAgent:
         self.evaluations = 0
         self.compensation = 0.0
         self.rejected: list[str] = []
+        self.renamed: dict[str, str] = {}  # bid id -> award id, for plans made while the bid was open
         self.manual: list[Command] = []  # requests a planner queued, served before the automatic ones
         self.auto_buy = True
         self.closed = False
@@ -218,7 +219,7 @@ class EnterpriseAgent:
     def send(self, kind: str, body: p.Body, to: str = HOST) -> None:
         env = self.signer.sign(kind, body.model_dump(), to)
         self.r.xadd(self.keys.outbox(self.id), {"msg": env.wire()})
-        self.messages_sent += 1
+        self.messages_sent += kind != "heartbeat"
 
     def join(self) -> None:
         self.send("join", p.Join(public_key=self.signer.public_b64))
@@ -286,21 +287,28 @@ class EnterpriseAgent:
 
     # -- seller side -------------------------------------------------------------------------------------------------
 
-    def _price(self, req: p.Request) -> float | None:
-        rates = [f.price_per_minute for f in self.spec.offers if req.capability in f.capabilities
-                 and f.window[0] < req.latest_finish and f.window[1] > req.earliest_start and req.quantity >= f.min_lot]
-        return round(min(rates) * req.duration, 2) if rates else None
+    def _offer_for(self, req: p.Request) -> OfferSpec | None:
+        """Our cheapest offer that covers the request (capability, lot, a window that overlaps); we keep to it."""
+        fits = [f for f in self.spec.offers if req.capability in f.capabilities and self.spec.capable(req.capability)
+                and f.window[0] < req.latest_finish and f.window[1] > req.earliest_start and req.quantity >= f.min_lot]
+        return min(fits, key=lambda f: f.price_per_minute) if fits else None
 
     def _on_request(self, env: Envelope, req: p.Body) -> None:
         assert isinstance(req, p.Request)
         self._lapse_bids()
-        price = self._price(req)
-        if price is None or price > req.max_price or not self.spec.capable(req.capability):
+        offer = self._offer_for(req)
+        # while our own purchase is in flight our plan is about to change: no new promises until it settles
+        if offer is None or self.ask is not None:
+            self.send("decline", p.Decline(request_id=req.request_id), to=env.sender)
+            return
+        price = round(offer.price_per_minute * req.duration, 2)
+        release, latest = max(req.earliest_start, offer.window[0]), min(req.latest_finish, offer.window[1])
+        if price > req.max_price or latest - release < req.duration:
             self.send("decline", p.Decline(request_id=req.request_id), to=env.sender)
             return
         bid_id = uuid.uuid4().hex[:12]
         cand = Sold(ref=bid_id, request_id=req.request_id, capability=req.capability, duration=req.duration,
-                    release=req.earliest_start, completion=req.latest_finish, price=price, buyer=env.sender)
+                    release=release, completion=latest, price=price, buyer=env.sender)
         before, _ = self.own_wt(self.plan)
         sched = self._solve(self.problem(candidate=cand), self.plan)
         if sched is None or self.own_wt(sched)[0] > before:
@@ -336,6 +344,7 @@ class EnterpriseAgent:
         self.plan = Schedule(problem=self.plan.problem, operations=[
             o.model_copy(update={"order": f"x-{award.award_id}", "operation": f"x-{award.award_id}/0"})
             if o.order == f"x-{s.ref}" else o for o in self.plan.operations])
+        self.renamed[s.ref] = award.award_id
         s.ref = award.award_id
         self.sold[award.award_id] = s
         self.send("accept", p.Accept(award_id=award.award_id), to=env.sender)
@@ -351,15 +360,14 @@ class EnterpriseAgent:
     def _on_cancel(self, env: Envelope, body: p.Body) -> None:
         """The other side (or the host, for a member that left) cancelled an award: undo our part."""
         assert isinstance(body, p.Cancel)
+        c = body.compensation
+        if c is not None and self.id in (c.payer, c.payee) and body.award_id in {*self.sold, *self.bought}:
+            self.compensation += c.amount if c.payee == self.id else -c.amount
         if body.award_id in self.sold:
-            s = self.sold.pop(body.award_id)
+            self.sold.pop(body.award_id)
             self.plan = self._without(self.plan, f"x-{body.award_id}")
-            if "left" in body.reason or "silent" in body.reason:
-                self.compensation += s.price
         elif body.award_id in self.bought:
             b = self.bought.pop(body.award_id)
-            if "left" in body.reason or "silent" in body.reason:
-                self.compensation += b.price
             replanned = self._solve(self.problem(), self.plan)
             if replanned is None:
                 raise RuntimeError(f"{self.id}: no plan without the cancelled award {body.award_id}")
@@ -429,7 +437,8 @@ class EnterpriseAgent:
         now = time.time()
         if a.award is not None:
             if now - a.awarded_at > self.params.accept_wait:
-                self.send("cancel", p.Cancel(award_id=a.award.award_id, reason="not accepted in time"))
+                self.send("cancel", p.Cancel(award_id=a.award.award_id, reason="not accepted in time"),
+                          to=a.award.seller)
                 self.ask = None
             return
         if a.asked is None:
@@ -521,11 +530,24 @@ class EnterpriseAgent:
         bid = next(b for s, b in a.bids if b.bid_id == a.award.bid_id)
         self.bought[body.award_id] = Bought(award_id=body.award_id, op=a.op, ready=a.request.earliest_start,
                                             completion=bid.completion, price=bid.price, seller=env.sender)
-        self.plan = a.plan
+        self.plan = self._reconciled(a.plan)
         self.ask = None
         self.tried = {b.op for b in self.bought.values()}  # the plan changed: earlier refusals may not hold now
         self.progress(f"{self.id}: bought a {a.request.capability} slot from {env.sender} for {bid.price:g}; "
                       f"own weighted tardiness now {self.own_wt(self.plan)[0]}")
+
+    def _reconciled(self, plan: Schedule) -> Schedule:
+        """``plan`` (made when we awarded) brought up to date with what we sold or dropped since."""
+        live = {f"x-{s.ref}" for s in [*self.sold.values(), *self.tentative.values()]}
+        ops = []
+        for s in plan.operations:
+            if s.order.startswith("x-"):
+                ref = self.renamed.get(s.order[2:], s.order[2:])
+                s = s.model_copy(update={"order": f"x-{ref}", "operation": f"x-{ref}/0"})
+                if s.order not in live:
+                    continue
+            ops.append(s)
+        return Schedule(problem=plan.problem, operations=ops)
 
     def _on_refuse(self, env: Envelope, body: p.Body) -> None:
         assert isinstance(body, p.Refuse)
@@ -557,6 +579,26 @@ class EnterpriseAgent:
             self.step()
         return self.result()
 
+    def cancel_contract(self, award_id: str, reason: str = "") -> None:
+        """Break a binding contract: the other side is told and undoes its part; we owe it the price."""
+        if award_id in self.sold:
+            s = self.sold.pop(award_id)
+            self.plan = self._without(self.plan, f"x-{award_id}")
+            self.compensation -= s.price
+            other = s.buyer
+        elif award_id in self.bought:
+            b = self.bought.pop(award_id)
+            self.compensation -= b.price
+            replanned = self._solve(self.problem(), self.plan)
+            if replanned is None:
+                raise RuntimeError(f"{self.id}: no plan without the cancelled award {award_id}")
+            self.plan = replanned
+            self.tried.add(b.op)
+            other = b.seller
+        else:
+            raise KeyError(f"{self.id} has no contract {award_id}")
+        self.send("cancel", p.Cancel(award_id=award_id, reason=reason or f"cancelled by {self.id}"), to=other)
+
     def _commands(self) -> None:
         """Commands a planner queued with `paichan session offer|request|leave` (our own key, our own user)."""
         self.r.set(self.keys.priv(self.id, "alive"), "1", ex=5)
@@ -579,11 +621,24 @@ class EnterpriseAgent:
                 self.manual.append(cmd)
             elif cmd.kind == "leave":
                 self.leave("the planner left")
-                self.closed = True
             self.progress(f"{self.id}: command {cmd.kind} taken")
 
     def leave(self, reason: str = "") -> None:
+        """Leave the session: the host cancels our contracts; we owe each counterpart its price and undo our part."""
         self.send("leave", p.Leave(reason=reason))
+        self.compensation -= sum(s.price for s in self.sold.values()) + sum(b.price for b in self.bought.values())
+        for ref in [*self.sold, *self.tentative]:
+            self.plan = self._without(self.plan, f"x-{ref}")
+        had_bought = bool(self.bought)
+        self.sold.clear()
+        self.tentative.clear()
+        self.bought.clear()
+        if had_bought:
+            replanned = self._solve(self.problem(), self.plan)
+            if replanned is None:
+                raise RuntimeError(f"{self.id}: no plan of its own orders after leaving")
+            self.plan = replanned
+        self.closed = True
 
     def status(self) -> dict[str, Any]:
         return {"enterprise": self.id, "buying_done": self.buying_done(), "closed": self.closed,

@@ -11,6 +11,7 @@ message again with the senders' public keys, so a host cannot forge a member's m
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from paichan.sharing.acl import Keys, SessionRefused, create_user, entries, prob
 from paichan.sharing.signing import HOST, Envelope, Rejected, Signer, Verifier, parse, verify_signature
 
 Progress = Callable[[str], None]
+SESSION_ID = re.compile(r"^[A-Za-z0-9]{1,32}$")
+ENTERPRISE_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 GROUP = "agent"  # the consumer group an enterprise reads its inbox with
 HOST_GROUP = "host"  # the host's group on every outbox
 
@@ -55,6 +58,11 @@ class SessionHost:
 
     def __init__(self, r: redis.Redis, base_url: str, session: str, enterprises: list[str],
                  progress: Progress | None = None, accept_timeout: float = 15.0, silence_timeout: float = 20.0) -> None:
+        if not SESSION_ID.match(session):
+            raise ValueError(f"session id '{session}': use 1-32 letters or digits (a segment of key and user names)")
+        for e in enterprises:
+            if not ENTERPRISE_ID.match(e) or e == HOST:
+                raise ValueError(f"enterprise id '{e}': use 1-32 letters, digits, '_' or '-' (not 'host')")
         self.r = r
         self.base_url = base_url
         self.session = session
@@ -87,16 +95,20 @@ class SessionHost:
         if self.r.exists(self.keys.meta):
             raise SessionRefused(f"session {self.session} exists already on this Redis")
         k = self.keys
-        self.r.xgroup_create(k.public, "readers", id="0", mkstream=True)
-        self.r.xgroup_create(k.ledger, "export", id="0", mkstream=True)
+        try:
+            urls = {e: create_user(self.r, k, e, self.base_url) for e in self.members}
+        except redis.ResponseError as err:
+            self.revoke_users()
+            raise SessionRefused(f"cannot open session {self.session}: creating its ACL users failed ({err}); "
+                                 "sessions need Redis 7 or later (ACL selectors)") from None
         for e in self.members:
             self.r.xgroup_create(k.inbox(e), GROUP, id="0", mkstream=True)
             self.r.xgroup_create(k.outbox(e), HOST_GROUP, id="0", mkstream=True)
-            self.r.xgroup_create(k.view(e), "readers", id="0", mkstream=True)
+            self.r.xgroup_create(k.view(e), "init", id="0", mkstream=True)  # (MKSTREAM: the stream exists, empty)
+        self.r.xgroup_create(k.public, "init", id="0", mkstream=True)
         self.r.hset(k.meta, mapping={"state": "open", "enterprises": json.dumps(self.members),
                                      "host_key": self.signer.public_b64, "opened": _now()})
         self.r.hset(k.registry, HOST, self.signer.public_b64)
-        urls = {e: create_user(self.r, k, e, self.base_url) for e in self.members}
         self._ledger("open", HOST, [], True, {"enterprises": self.members})
         self.progress(f"session {self.session} open for {', '.join(self.members)} (stream ACLs probed: safe)")
         return urls
@@ -320,13 +332,11 @@ class SessionHost:
         a = self.awards.get(data.award_id)
         if a is None or owner not in (a.buyer, a.seller) or a.state not in ("proposed", "binding"):
             return
-        other = a.seller if owner == a.buyer else a.buyer
-        self._forward(other, env)
         self._end_award(a, "cancelled", data.reason or f"cancelled by {owner}", by=owner, notify=False)
 
     def _on_leave(self, owner: str, env: Envelope, data: p.Body) -> None:
         assert isinstance(data, p.Leave)
-        self.drop_member(owner, data.reason or "left the session")
+        self.drop_member(owner, data.reason or "left the session", tell=False)
 
     # -- timeouts, leaving, compensation ---------------------------------------------------------------------------
 
@@ -339,11 +349,17 @@ class SessionHost:
             if now - self.last_seen.get(e, now) > self.silence_timeout:
                 self.drop_member(e, f"silent for more than {self.silence_timeout:g} s")
 
-    def drop_member(self, eid: str, reason: str) -> None:
-        """Cancel every open award and request of ``eid``: nothing it promised stays dangling."""
+    def drop_member(self, eid: str, reason: str, tell: bool = True) -> None:
+        """Cancel every open award and request of ``eid``: nothing it promised stays dangling.
+
+        A member dropped for silence may still be alive (a pause, a partition): ``tell`` sends it the
+        cancellations and "closed", so that it stops instead of keeping contracts nobody honours.
+        """
         if eid in self.left:
             return
         self.left.add(eid)
+        if tell:
+            self._send(eid, "closed", p.Closed(reason=f"dropped from the session: {reason}"))
         self._ledger("leave", eid, [eid], False, {"reason": reason})
         self.progress(f"{eid} left the session: {reason}")
         for a in list(self.awards.values()):
@@ -356,18 +372,25 @@ class SessionHost:
                     self._send(e, "request_closed", p.RequestClosed(request_id=req.body.request_id))
 
     def _end_award(self, a: _Award, state: str, reason: str, by: str = HOST, notify: bool = True) -> None:
-        """Cancellation with compensation: whoever breaks a binding contract owes the other its price."""
+        """Cancellation with compensation: whoever breaks a binding contract owes the other its price.
+
+        The entry is the two parties' (it carries the price); a broken public contract is also
+        announced publicly, without the price.
+        """
         was = a.state
         a.state = state
-        body: dict[str, Any] = {"award_id": a.award_id, "state": state, "reason": reason}
+        comp = None
         if was == "binding" and by in (a.buyer, a.seller):
-            body["compensation"] = {"payer": by, "payee": a.seller if by == a.buyer else a.buyer,
-                                    "amount": a.price}
-        if notify:
-            for e in (a.buyer, a.seller):
-                if e not in self.left:
-                    self._send(e, "cancel", p.Cancel(award_id=a.award_id, reason=reason))
-        self._ledger("cancellation", by, [a.buyer, a.seller], was == "binding", body)
+            comp = p.Compensation(payer=by, payee=a.seller if by == a.buyer else a.buyer, amount=a.price)
+        body: dict[str, Any] = {"award_id": a.award_id, "state": state, "reason": reason}
+        if comp is not None:
+            body["compensation"] = comp.model_dump()
+        for e in (a.buyer, a.seller):
+            if notify or e != by:
+                self._send(e, "cancel", p.Cancel(award_id=a.award_id, reason=reason, compensation=comp))
+        self._ledger("cancellation", by, [a.buyer, a.seller], False, body)
+        if was == "binding":
+            self._ledger("contract_cancelled", HOST, [a.buyer, a.seller], True, {"award_id": a.award_id})
 
     # -- writing -----------------------------------------------------------------------------------------------------
 

@@ -84,9 +84,16 @@ class Refuse(Body):
     reason: str = ""
 
 
+class Compensation(Body):
+    payer: str
+    payee: str
+    amount: float = Field(ge=0)
+
+
 class Cancel(Body):
     award_id: str
     reason: str = ""
+    compensation: Compensation | None = None  # set by the host when a binding contract is broken
 
 
 class Contract(Body):  # host -> everyone: the public award (no price)

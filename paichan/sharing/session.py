@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import sys
 import time
 import uuid
@@ -70,12 +71,13 @@ def write_credentials(output: Path, urls: dict[str, str]) -> None:
 
 def run_demo(sc: SharingScenario, output: Path, keep_users: bool = False, progress: Progress = _stderr,
              params: AgentParams | None = None, timeout: float = 900.0, accept_timeout: float = 15.0,
-             silence_timeout: float = 20.0, after_open: Callable[[SessionHost, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+             silence_timeout: float = 20.0,
+             after_open: Callable[[SessionHost, dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run a whole session; returns (and writes) the KPIs. ``after_open`` lets tests act on a live session."""
     t0 = time.monotonic()
     output.mkdir(parents=True, exist_ok=True)
     params = params or AgentParams()
-    url, server = resolve_redis(output)
+    url, server = resolve_redis(output, password=secrets.token_urlsafe(18))
     started_ray = False
     actors: dict[str, Any] = {}
     try:
