@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 HORIZON = 2880  # two days; every offer covers it, every due date is inside it
+FLOOR_SHARE = 0.6  # a seller accepts down to this share of its list price (idle capacity earns little otherwise)
 SEED = 20261123
 
 
@@ -110,7 +111,8 @@ def _enterprise(ent: Ent, seed: int) -> dict[str, Any]:
     d: dict[str, Any] = {"id": ent.id, "name": ent.name, "tardiness_cost": 5.0 if ent.buyer else 1.0}
     d["lines"] = [{"id": lid, "capabilities": list(cs)} for lid, cs in ent.lines]
     d["orders"] = _orders(ent, seed)
-    d["offers"] = [{"capabilities": list(cs), "window": [0, HORIZON], "price_per_minute": p, "min_lot": 1}
+    d["offers"] = [{"capabilities": list(cs), "window": [0, HORIZON], "price_per_minute": p,
+                    "floor_per_minute": round(FLOOR_SHARE * p, 2), "min_lot": 1}
                    for (_, cs), p in zip(ent.lines, ent.prices, strict=True)] if not ent.buyer else []
     d["buying"] = ({"max_requests": 12, "max_price_per_minute": 1.5} if ent.buyer
                    else {"max_requests": 2, "max_price_per_minute": 1.0})

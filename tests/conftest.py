@@ -58,6 +58,14 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def session_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
+    """A private redis-server whose default user has a password, as capacity-sharing sessions require."""
+    server = EmbeddedRedis(tmp_path_factory.mktemp("session-redis"), password=uuid.uuid4().hex).start()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def bus(redis_server: EmbeddedRedis) -> Iterator[Bus]:
     """A bus on the session's private Redis in a fresh namespace, removed afterwards."""

@@ -29,11 +29,11 @@ SCENARIO = {
 
 
 @pytest.fixture
-def pair(redis_server: EmbeddedRedis) -> Iterator[tuple[SessionHost, EnterpriseAgent, EnterpriseAgent]]:
+def pair(session_redis: EmbeddedRedis) -> Iterator[tuple[SessionHost, EnterpriseAgent, EnterpriseAgent]]:
     sc = SharingScenario.model_validate(SCENARIO)
-    admin = redis.Redis.from_url(redis_server.url)
+    admin = redis.Redis.from_url(session_redis.url)
     sid = uuid.uuid4().hex[:8]
-    host = SessionHost(admin, redis_server.url, sid, ["buyer", "seller"], silence_timeout=2.0)
+    host = SessionHost(admin, session_redis.url, sid, ["buyer", "seller"], silence_timeout=2.0)
     urls = host.open()
     params = AgentParams(solve_time=0.5, baseline_time=1.0, answer_wait=2.0)
     buyer = EnterpriseAgent(sc.enterprise("buyer"), urls["buyer"], sid, params)

@@ -28,10 +28,10 @@ NOPERM = redis.exceptions.NoPermissionError
 
 
 @pytest.fixture
-def session(redis_server: EmbeddedRedis) -> Iterator[tuple[SessionHost, dict[str, str]]]:
-    r = redis.Redis.from_url(redis_server.url)
+def session(session_redis: EmbeddedRedis) -> Iterator[tuple[SessionHost, dict[str, str]]]:
+    r = redis.Redis.from_url(session_redis.url)
     sid = uuid.uuid4().hex[:8]
-    host = SessionHost(r, redis_server.url, sid, ["a", "b"])
+    host = SessionHost(r, session_redis.url, sid, ["a", "b"])
     urls = host.open()
     yield host, urls
     host.revoke_users()
@@ -44,19 +44,28 @@ def member(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
-def test_probe_passes_this_server_and_refuses_an_acl_that_leaks_another_stream(redis_server: EmbeddedRedis) -> None:
-    r = redis.Redis.from_url(redis_server.url)
-    assert probe_stream_acl(r, redis_server.url) is None
+def test_probe_passes_this_server_and_refuses_an_acl_that_leaks_another_stream(session_redis: EmbeddedRedis) -> None:
+    r = redis.Redis.from_url(session_redis.url)
+    assert probe_stream_acl(r, session_redis.url) is None
     # a user whose pattern covers the other probe stream too: the server lets it read, so the probe must refuse
-    reason = probe_stream_acl(r, redis_server.url, own_pattern="paichan:probe:*")
+    reason = probe_stream_acl(r, session_redis.url, own_pattern="paichan:probe:*")
     assert reason is not None and "was allowed" in reason
     sid = uuid.uuid4().hex[:8]
-    host = SessionHost(r, redis_server.url, sid, ["a", "b"])
+    host = SessionHost(r, session_redis.url, sid, ["a", "b"])
     with pytest.raises(SessionRefused, match="was allowed"):
         host.open(probe_pattern="paichan:probe:*")
     assert not r.exists(Keys(sid).meta) and session_users(r, sid) == []
     assert not list(r.scan_iter("paichan:probe:*")), "the probe leaves nothing behind"
     assert not [u for u in r.execute_command("ACL", "USERS") if b"probe" in u]
+
+
+def test_a_server_whose_default_user_has_no_password_is_refused(redis_server: EmbeddedRedis) -> None:
+    """Members know the server's address: with a password-less default user they could bypass their ACL."""
+    r = redis.Redis.from_url(redis_server.url)
+    sid = uuid.uuid4().hex[:8]
+    with pytest.raises(SessionRefused, match="default user needs no password"):
+        SessionHost(r, redis_server.url, sid, ["a", "b"]).open()
+    assert session_users(r, sid) == [] and not r.exists(Keys(sid).meta)
 
 
 def test_every_key_of_an_enterprise_carries_its_id_as_a_segment(session: tuple[SessionHost, dict[str, str]]) -> None:

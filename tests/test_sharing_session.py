@@ -120,7 +120,7 @@ def test_member_crash_mid_session_leaves_no_dangling_award(tmp_path: Path) -> No
     assert gone not in kpis["enterprises"]
 
 
-def test_live_views_match_acls_and_nothing_private_crosses(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
+def test_live_views_match_acls_and_nothing_private_crosses(session_redis: EmbeddedRedis, tmp_path: Path) -> None:
     """Each member's view holds its own entries and the public awards only (others' views are refused),
     and nothing a member receives names another member's orders, customers or lines."""
     sc = load_sharing(SHARING_3)
@@ -142,7 +142,7 @@ def test_live_views_match_acls_and_nothing_private_crosses(redis_server: Embedde
             checked.append(e)
 
     old = os.environ.get("REDIS_URL")
-    os.environ["REDIS_URL"] = redis_server.url
+    os.environ["REDIS_URL"] = session_redis.url
     try:
         kpis = run_demo(sc, tmp_path / "live", progress=lambda m: None, after_open=inspect,
                         params=AgentParams(solve_time=0.5), keep_users=True)
@@ -154,7 +154,7 @@ def test_live_views_match_acls_and_nothing_private_crosses(redis_server: Embedde
     assert sorted(checked) == sorted(e.id for e in sc.enterprises)
     assert kpis["network"]["contracts"] >= 1
     # everything each member could receive: its inbox, its ledger view and the public stream
-    admin = redis.Redis.from_url(redis_server.url)
+    admin = redis.Redis.from_url(session_redis.url)
     k = Keys(kpis["session"])
     private = {e.id: {o.id for o in e.orders} | {o.customer for o in e.orders if o.customer} | {ln.id for ln in e.lines}
                for e in sc.enterprises}
@@ -173,7 +173,7 @@ def test_live_views_match_acls_and_nothing_private_crosses(redis_server: Embedde
     for e in sc.enterprises:
         url = (tmp_path / "live" / "credentials" / f"{e.id}.url").read_text().strip()
         assert redis.Redis.from_url(url).ping()
-    SessionHost(admin, redis_server.url, kpis["session"], []).revoke_users()
+    SessionHost(admin, session_redis.url, kpis["session"], []).revoke_users()
     for e in sc.enterprises:
         url = (tmp_path / "live" / "credentials" / f"{e.id}.url").read_text().strip()
         with pytest.raises(redis.AuthenticationError):
@@ -196,9 +196,9 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
                           text=True, timeout=120)
 
 
-def test_cli_workflow_open_join_offer_request_status_close(redis_server: EmbeddedRedis, tmp_path: Path) -> None:
+def test_cli_workflow_open_join_offer_request_status_close(session_redis: EmbeddedRedis, tmp_path: Path) -> None:
     """The multi-process workflow: a host, two members' agents, a planner's offer and request, status, close."""
-    env = os.environ | {"REDIS_URL": redis_server.url}
+    env = os.environ | {"REDIS_URL": session_redis.url}
     scen = tmp_path / "two.yaml"
     scen.write_text("""
 name: two
@@ -227,7 +227,7 @@ enterprises:
                 [sys.executable, "-m", "paichan.service.cli", "session", "join", "clitest", "--credentials",
                  str(cred / f"{eid}.url"), "--scenario", str(scen), "--manual", "--output", str(tmp_path / "m")],
                 env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        r = redis.Redis.from_url(redis_server.url)
+        r = redis.Redis.from_url(session_redis.url)
         k = Keys("clitest")
         deadline = time.monotonic() + 90
         while not all(r.exists(k.priv(e, "alive")) for e in ("buyer", "seller")) and time.monotonic() < deadline:

@@ -36,6 +36,7 @@ from paichan.domain.events import MachineStateEvent, OperationProgressEvent
 from paichan.service.config import Role, ServiceConfig
 from paichan.service.engine import Event, PlanService, ServiceError
 from paichan.service.planning import PinRequest, RepairSpec, explain_order
+from paichan.service.sessions_api import register as register_sessions
 
 WEB = Path(__file__).parent / "web"
 COOKIE = "paichan_key"
@@ -469,4 +470,5 @@ def create_app(service: PlanService, ready: Callable[[], dict[str, Any]] | None 
     def audit(who: Read, count: int = Query(default=200, ge=1, le=10_000)) -> list[dict[str, Any]]:
         return service.audit_log(count)
 
+    register_sessions(app, service, caller("plan"), caller("read"))  # /sessions: capacity sharing
     return app

@@ -114,6 +114,25 @@ def with_user(url: str, user: str, password: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def open_default_user(r: redis.Redis) -> str | None:
+    """Why members could bypass their ACL users (the default user is on without a password), or None.
+
+    Every member learns the server's address from its credentials; with a password-less default
+    user it could simply log in as that and read everyone's keys.
+    """
+    info: Any = r.execute_command("ACL", "GETUSER", "default")
+    if not info:
+        return None
+    if isinstance(info, list):  # RESP2: a flat list of names and values
+        info = dict(zip(info[::2], info[1::2], strict=False))
+    raw = info.get(b"flags", info.get("flags")) or []
+    flags = {f.decode() if isinstance(f, bytes) else str(f) for f in raw}
+    if "on" in flags and "nopass" in flags:
+        return ("the server's default user needs no password, so every member could log in as it and read "
+                "the others' keys; set one (requirepass) and give the host its URL with the password")
+    return None
+
+
 def probe_stream_acl(r: redis.Redis, base_url: str, own_pattern: str | None = None) -> str | None:
     """None if the server refuses a confined user another key's stream by XREAD and XREADGROUP, else why not.
 

@@ -21,7 +21,7 @@ from paichan.sharing.acl import Keys, entries
 from paichan.sharing.enterprise import AgentParams, Command, EnterpriseAgent, EnterpriseResult
 from paichan.sharing.host import SessionHost
 from paichan.sharing.model import EnterpriseSpec
-from paichan.sharing.signing import parse
+from paichan.sharing.signing import Rejected, parse
 
 Progress = Callable[[str], None]
 
@@ -124,7 +124,10 @@ def member_view(url: str) -> dict[str, Any]:
     view = [json.loads(f[b"entry"]) for _, f in rows]
     offers = []
     for _, f in entries([(k.public, r.xrange(k.public))])[0][1]:
-        env = parse(f[b"msg"])
+        try:
+            env = parse(f.get(b"msg", b""))
+        except Rejected:
+            continue  # only the host writes there; a member's agent would reject and record it
         if env.kind == "offer":
             offers.append({"from": env.sender} | env.body)
     state = r.hget(k.meta, "state")

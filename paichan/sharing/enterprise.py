@@ -29,6 +29,7 @@ from paichan.sharing.signing import HOST, Envelope, Rejected, Signer, Verifier, 
 from paichan.solver import SolveParams, solve
 
 Progress = Callable[[str], None]
+BUYER_SHARE = 0.9  # a buyer offers at most this share of what a slot would save it (it keeps the rest)
 OWN_SCALE = 1000  # a seller's own orders outweigh an extra operation's earliness in its evaluation
 
 
@@ -104,6 +105,7 @@ class EnterpriseResult(BaseModel):
     messages_sent: int
     rejected: list[str]
     evaluations: int
+    decisions: list[dict[str, Any]] = Field(default_factory=list)  # private: why each request ended as it did
 
 
 class _Ask:
@@ -146,6 +148,7 @@ class EnterpriseAgent:
         self.evaluations = 0
         self.compensation = 0.0
         self.rejected: list[str] = []
+        self.decisions: list[dict[str, Any]] = []  # each request's outcome, for the enterprise's own review
         self.renamed: dict[str, str] = {}  # bid id -> award id, for plans made while the bid was open
         self.manual: list[Command] = []  # requests a planner queued, served before the automatic ones
         self.auto_buy = True
@@ -301,9 +304,10 @@ class EnterpriseAgent:
         if offer is None or self.ask is not None:
             self.send("decline", p.Decline(request_id=req.request_id), to=env.sender)
             return
-        price = round(offer.price_per_minute * req.duration, 2)
+        # the list price, or the buyer's maximum if that is lower but not below our floor
+        price = round(min(offer.price_per_minute * req.duration, req.max_price), 2)
         release, latest = max(req.earliest_start, offer.window[0]), min(req.latest_finish, offer.window[1])
-        if price > req.max_price or latest - release < req.duration:
+        if price < round(offer.floor() * req.duration, 2) or latest - release < req.duration:
             self.send("decline", p.Decline(request_id=req.request_id), to=env.sender)
             return
         bid_id = uuid.uuid4().hex[:12]
@@ -385,24 +389,45 @@ class EnterpriseAgent:
     # -- buyer side --------------------------------------------------------------------------------------------------
 
     def _candidates(self) -> list[tuple[str, str, int, int, int]]:
-        """(op, capability, duration, ready, current end) of late orders' in-house operations, worst order first."""
+        """(op, capability, duration, ready, latest finish) of in-house operations worth asking the market for.
+
+        First the operations of late orders, worst order first, to be done before they would be in
+        house. Then, on the capabilities those late operations need, on-time orders' operations, earliest
+        first: giving one of them away frees the line for a late one (the buyer's model judges whether it
+        pays); they may be done as late as their order can still be on time.
+        """
+        if self.own_wt(self.plan)[0] == 0:
+            return []
         ends: dict[str, int] = {}
         by_op = self.plan.by_operation()
         for s in self.plan.operations:
             ends[s.order] = max(ends.get(s.order, 0), s.end)
         offered = {c for offers in self.offers.values() for f in offers for c in f.capabilities}
+        bought = {b.op for b in self.bought.values()}
         late = sorted((o for o in self.base.orders if o.due is not None and ends.get(o.id, 0) > o.due),
                       key=lambda o: -o.priority * (ends[o.id] - (o.due or 0)))
-        out = []
+        out: list[tuple[str, str, int, int, int]] = []
         for o in late:
             prev_end = o.release
             for op in o.operations:
                 s = by_op[op.id]
-                if (op.id not in self.tried and not any(b.op == op.id for b in self.bought.values())
-                        and op.family in offered):
-                    out.append((op.id, op.family or "", op.modes[0].duration, prev_end, s.end))
+                if op.id not in self.tried and op.id not in bought and op.family in offered:
+                    out.append((op.id, op.family or "", op.modes[0].duration, prev_end, s.end - 1))
                 prev_end = s.end
-        return out
+        needed = {op.family for o in late for op in o.operations if op.id not in bought}
+        helpers: list[tuple[int, tuple[str, str, int, int, int]]] = []
+        for o in self.base.orders:
+            if o in late or o.due is None:
+                continue
+            prev_end = o.release
+            for k, op in enumerate(o.operations):
+                s = by_op[op.id]
+                rest = sum(x.modes[0].duration for x in o.operations[k + 1:])
+                if op.id not in self.tried and op.id not in bought and op.family in offered & needed:
+                    helpers.append((s.start, (op.id, op.family or "", op.modes[0].duration, prev_end,
+                                              max(s.end - 1, o.due - rest))))
+                prev_end = s.end
+        return out + [c for _, c in sorted(helpers)]
 
     def buying_done(self) -> bool:
         if not self.started or self.ask is not None or self.manual:
@@ -421,14 +446,20 @@ class EnterpriseAgent:
             cands = self._candidates()
             if not cands:
                 return
-            op, cap, duration, ready, end = cands[0]
+            op, cap, duration, ready, latest = cands[0]
             self.tried.add(op)
-            if end - ready < duration + 1:
+            if latest - ready < duration:
+                return
+            worth = self._worth(op, ready, duration)
+            cap_price = self.spec.buying.max_price_per_minute * duration
+            if worth <= 0:
+                self.decisions.append({"operation": op, "asked": 0, "bids": 0, "gains": [], "awarded": False,
+                                       "why": "no saving even if done at once outside"})
                 return
             order = next(o for o in self.base.orders if any(x.id == op for x in o.operations))
             req = p.Request(request_id=uuid.uuid4().hex[:12], capability=cap, duration=duration,
-                            quantity=int(order.quantity), earliest_start=ready, latest_finish=end - 1,
-                            max_price=round(self.spec.buying.max_price_per_minute * duration, 2))
+                            quantity=int(order.quantity), earliest_start=ready, latest_finish=latest,
+                            max_price=round(min(cap_price, BUYER_SHARE * worth), 2))
             self.ask = _Ask(req, op)
             self.requests_sent += 1
             self.send("request", req, to="*")
@@ -446,6 +477,17 @@ class EnterpriseAgent:
         if a.answers < a.asked and now - a.routed_at < self.params.answer_wait:
             return
         self._decide(a)
+
+    def _worth(self, op: str, ready: int, duration: int) -> float:
+        """What ``op`` done outside at once (from ``ready``, in ``duration``) would save us: our valuation."""
+        trial = Bought(award_id="worth", op=op, ready=ready, completion=ready + duration, price=0.0, seller="-")
+        ref = Schedule(problem=self.plan.problem, operations=[
+            ScheduledOperation(operation=op, order=s.order, resource="ext-worth", mode=0, start=ready,
+                               end=ready + duration) if s.operation == op else s for s in self.plan.operations])
+        sched = self._solve(self.problem(extra_bought=trial), ref)
+        if sched is None:
+            return 0.0
+        return (self.own_wt(self.plan)[0] - self.own_wt(sched)[0]) * self.spec.tardiness_cost
 
     def _manual_request(self, cmd: Command) -> None:
         by_op = self.plan.by_operation()
@@ -474,7 +516,9 @@ class EnterpriseAgent:
         """Evaluate the cheapest bids with our own model; award the best net saving, if any."""
         cur_wt, _ = self.own_wt(self.plan)
         best: tuple[float, str, p.Bid, Schedule] | None = None
-        for seller, bid in sorted(a.bids, key=lambda sb: (sb[1].price, sb[1].completion))[:self.params.bids_evaluated]:
+        gains: list[float] = []
+        cheapest = sorted(a.bids, key=lambda sb: (sb[1].price, sb[1].completion))[:self.params.bids_evaluated]
+        for seller, bid in cheapest:
             if bid.valid_until < time.time() or bid.completion > a.request.latest_finish:
                 continue
             trial = Bought(award_id=f"eval-{bid.bid_id}", op=a.op, ready=a.request.earliest_start,
@@ -488,11 +532,16 @@ class EnterpriseAgent:
             if sched is None:
                 continue
             gain = (cur_wt - self.own_wt(sched)[0]) * self.spec.tardiness_cost - bid.price
+            gains.append(round(gain, 2))
             if gain > 0 and (best is None or gain > best[0]):
                 best = (gain, seller, bid, sched)
+        self.decisions.append({"operation": a.op, "asked": a.asked, "bids": len(a.bids), "gains": gains,
+                               "awarded": best is not None})
         if best is None:
             self.send("request_closed", p.RequestClosed(request_id=a.request.request_id), to="*")
             self.ask = None
+            self.progress(f"{self.id}: no award for {a.op}: {len(a.bids)} bids of {a.asked} asked; net gains "
+                          f"{gains or '-'}")
             return
         gain, seller, bid, sched = best
         award = p.Award(award_id=uuid.uuid4().hex[:12], request_id=a.request.request_id, bid_id=bid.bid_id,
@@ -560,16 +609,15 @@ class EnterpriseAgent:
         try:
             self.poll(block_ms)
             self._commands()
+            if self.closed:
+                return
+            self._lapse_bids()
+            self._buy_step()
+            if time.time() - self.last_beat > self.params.heartbeat:
+                self.send("heartbeat", p.Heartbeat())
+                self.last_beat = time.time()
         except redis.AuthenticationError:
-            self.closed = True  # the host revoked our user: the session is over for us
-            return
-        if self.closed:
-            return
-        self._lapse_bids()
-        self._buy_step()
-        if time.time() - self.last_beat > self.params.heartbeat:
-            self.send("heartbeat", p.Heartbeat())
-            self.last_beat = time.time()
+            self.closed = True  # the host revoked our user (ACL DELUSER also drops the connection): session over
 
     def run(self, timeout: float = 600.0) -> EnterpriseResult:
         """Join, trade until the host closes the session (or ``timeout``), then report."""
@@ -652,7 +700,8 @@ class EnterpriseAgent:
         return EnterpriseResult(
             enterprise=self.id, with_sharing=self._outcome(self.plan, True),
             without_sharing=self._outcome(self.baseline, False), schedule=self.plan, problem=problem,
-            messages_sent=self.messages_sent, rejected=self.rejected, evaluations=self.evaluations)
+            messages_sent=self.messages_sent, rejected=self.rejected, evaluations=self.evaluations,
+            decisions=self.decisions)
 
     def _outcome(self, schedule: Schedule, sharing: bool) -> Outcome:
         wt, late = self.own_wt(schedule)

@@ -22,7 +22,16 @@ from typing import Any
 import redis
 
 from paichan.sharing import protocol as p
-from paichan.sharing.acl import Keys, SessionRefused, create_user, entries, probe_stream_acl, revoke_user, session_users
+from paichan.sharing.acl import (
+    Keys,
+    SessionRefused,
+    create_user,
+    entries,
+    open_default_user,
+    probe_stream_acl,
+    revoke_user,
+    session_users,
+)
 from paichan.sharing.signing import HOST, Envelope, Rejected, Signer, Verifier, parse, verify_signature
 
 Progress = Callable[[str], None]
@@ -89,7 +98,7 @@ class SessionHost:
 
     def open(self, probe_pattern: str | None = None) -> dict[str, str]:
         """Probe the server, create streams and one ACL user per member; returns each member's redis:// URL."""
-        reason = probe_stream_acl(self.r, self.base_url, probe_pattern)
+        reason = open_default_user(self.r) or probe_stream_acl(self.r, self.base_url, probe_pattern)
         if reason:
             raise SessionRefused(f"cannot open session {self.session}: {reason}")
         if self.r.exists(self.keys.meta):
@@ -241,9 +250,9 @@ class SessionHost:
     def _matches(self, seller: str, req: p.Request) -> bool:
         if seller in self.left or seller not in self.joined:
             return False
+        # not by price: a seller may bid below its list price, down to a floor only it knows
         return any(req.capability in o.capabilities and o.window[0] < req.latest_finish
-                   and o.window[1] > req.earliest_start and req.quantity >= o.min_lot
-                   and o.price_per_minute * req.duration <= req.max_price for o in self.offers[seller])
+                   and o.window[1] > req.earliest_start and req.quantity >= o.min_lot for o in self.offers[seller])
 
     def _on_request(self, owner: str, env: Envelope, data: p.Body) -> None:
         assert isinstance(data, p.Request)

@@ -52,14 +52,20 @@ class OfferSpec(_S):
 
     capabilities: list[str] = Field(min_length=1)
     window: tuple[int, int]
-    price_per_minute: float = Field(gt=0)
+    price_per_minute: float = Field(gt=0)  # the list price, published with the offer
+    floor_per_minute: float | None = Field(default=None, gt=0)  # private: the least it accepts (default: list)
     min_lot: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _window(self) -> OfferSpec:
-        if self.window[1] <= self.window[0]:
-            raise ValueError("window must be [start, end] with end > start")
+        if self.window[0] < 0 or self.window[1] <= self.window[0]:
+            raise ValueError("window must be [start, end] with 0 <= start < end")
+        if self.floor_per_minute is not None and self.floor_per_minute > self.price_per_minute:
+            raise ValueError("floor_per_minute must not exceed price_per_minute")
         return self
+
+    def floor(self) -> float:
+        return self.floor_per_minute if self.floor_per_minute is not None else self.price_per_minute
 
 
 class BuyingPolicy(_S):
