@@ -131,3 +131,29 @@ def test_embedded_session_redis_has_a_password(tmp_path: object) -> None:
     finally:
         server.stop()
     assert not server.alive()
+
+
+def test_a_seller_leaving_cancels_its_contracts_and_owes_the_buyer(
+        pair: tuple[SessionHost, EnterpriseAgent, EnterpriseAgent]) -> None:
+    host, buyer, seller = pair
+    buyer.spec.buying.max_requests = 1
+    drive(host, buyer, seller, until=lambda: bool(binding(host)) and not buyer.ask)
+    aid = binding(host)[0]
+    price = seller.sold[aid].price
+    seller.leave("plant shut down")
+    assert seller.closed and not seller.sold and seller.compensation == -price
+    assert not [s for s in seller.plan.operations if s.order.startswith("x-")]
+    drive(host, buyer, until=lambda: aid not in buyer.bought, seconds=10)
+    assert buyer.compensation == price
+    assert not [s for s in buyer.plan.operations if s.resource.startswith("ext-")]
+    assert check(buyer.problem(), buyer.plan).ok and check(seller.problem(), seller.plan).ok
+    entries = host.ledger()
+    # it said so (not dropped later for silence)
+    leaves = [(e["actor"], e["body"]["reason"]) for e in entries if e["kind"] == "leave"]
+    assert leaves == [("seller", "plant shut down")]
+    ends = [e["body"] for e in entries if e["kind"] == "cancellation"]
+    assert [b["award_id"] for b in ends] == [aid] and ends[0]["compensation"]["payer"] == "seller"
+    # every award of the session has ended one way or the other: nothing dangles
+    proposed = {e["body"]["award_id"] for e in entries if e["kind"] == "award"}
+    assert proposed <= {b["award_id"] for b in ends} | set(binding(host))
+    assert aid not in binding(host)

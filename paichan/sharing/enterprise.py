@@ -38,6 +38,7 @@ class AgentParams(BaseModel):
 
     solve_time: float = Field(default=1.0, gt=0)  # seconds per CP-SAT evaluation
     baseline_time: float = Field(default=5.0, gt=0)  # the plan without sharing: the reference every gain is from
+    polish_time: float = Field(default=3.0, ge=0)  # once done buying: one longer solve of the plan as it stands
     answer_wait: float = Field(default=5.0, gt=0)  # a buyer waits this long for bids after routing
     bid_validity: float = Field(default=30.0, gt=0)  # a bid (and the capacity it reserves) lapses after this
     accept_wait: float = Field(default=20.0, gt=0)
@@ -152,6 +153,7 @@ class EnterpriseAgent:
         self.renamed: dict[str, str] = {}  # bid id -> award id, for plans made while the bid was open
         self.manual: list[Command] = []  # requests a planner queued, served before the automatic ones
         self.auto_buy = True
+        self.polished = False
         self.closed = False
         self.started = False  # the host says everyone has joined and published offers
         self.last_beat = 0.0
@@ -489,6 +491,23 @@ class EnterpriseAgent:
             return 0.0
         return (self.own_wt(self.plan)[0] - self.own_wt(sched)[0]) * self.spec.tardiness_cost
 
+    def _polish(self) -> None:
+        """Once done buying, re-solve the plan as it stands (contracts fixed) for longer, keeping it if better.
+
+        The plans made while trading come from short evaluations; a planner would re-optimise the final
+        one. Open bids reserve capacity, so it waits until none is open.
+        """
+        if self.polished or self.params.polish_time <= 0 or self.tentative or not self.buying_done():
+            return
+        if self.own_wt(self.plan)[0] == 0:
+            return  # nothing to gain (and a seller should answer requests, not solve)
+        self.polished = True
+        better = self._solve(self.problem(), self.plan, self.params.polish_time)
+        if better is not None and self.own_wt(better)[0] < self.own_wt(self.plan)[0]:
+            self.progress(f"{self.id}: final plan re-solved: weighted tardiness {self.own_wt(self.plan)[0]} -> "
+                          f"{self.own_wt(better)[0]}")
+            self.plan = better
+
     def _manual_request(self, cmd: Command) -> None:
         by_op = self.plan.by_operation()
         order = next((o for o in self.base.orders if any(x.id == cmd.operation for x in o.operations)), None)
@@ -613,6 +632,7 @@ class EnterpriseAgent:
                 return
             self._lapse_bids()
             self._buy_step()
+            self._polish()
             if time.time() - self.last_beat > self.params.heartbeat:
                 self.send("heartbeat", p.Heartbeat())
                 self.last_beat = time.time()
