@@ -63,6 +63,13 @@ def binding(host: SessionHost) -> list[str]:
     return [a.award_id for a in host.awards.values() if a.state == "binding"]
 
 
+def one_contract(host: SessionHost, buyer: EnterpriseAgent, seller: EnterpriseAgent) -> str:
+    """Let the buyer make one request and trade until it is a contract; its award id."""
+    buyer.spec.buying.max_requests = 1
+    drive(host, buyer, seller, until=lambda: bool(binding(host)) and not buyer.ask)
+    return binding(host)[0]
+
+
 def test_contract_enters_both_plans_and_both_pass_the_checker(
         pair: tuple[SessionHost, EnterpriseAgent, EnterpriseAgent]) -> None:
     host, buyer, seller = pair
@@ -85,9 +92,7 @@ def test_contract_enters_both_plans_and_both_pass_the_checker(
 def test_buyer_cancelling_a_contract_reaches_the_seller_with_compensation(
         pair: tuple[SessionHost, EnterpriseAgent, EnterpriseAgent]) -> None:
     host, buyer, seller = pair
-    buyer.spec.buying.max_requests = 1
-    drive(host, buyer, seller, until=lambda: bool(binding(host)) and not buyer.ask)
-    aid = binding(host)[0]
+    aid = one_contract(host, buyer, seller)
     price = buyer.bought[aid].price
     buyer.cancel_contract(aid, "order withdrawn by its customer")
     drive(host, buyer, seller, until=lambda: aid not in seller.sold)
@@ -106,9 +111,7 @@ def test_buyer_cancelling_a_contract_reaches_the_seller_with_compensation(
 def test_a_member_dropped_for_silence_is_told_and_undoes_its_contracts(
         pair: tuple[SessionHost, EnterpriseAgent, EnterpriseAgent]) -> None:
     host, buyer, seller = pair
-    buyer.spec.buying.max_requests = 1
-    drive(host, buyer, seller, until=lambda: bool(binding(host)) and not buyer.ask)
-    aid = binding(host)[0]
+    aid = one_contract(host, buyer, seller)
     # the seller pauses (a long GC, a partition): only the host and the buyer go on
     drive(host, buyer, until=lambda: "seller" in host.left, seconds=10)
     drive(host, buyer, until=lambda: aid not in buyer.bought, seconds=10)
@@ -136,9 +139,7 @@ def test_embedded_session_redis_has_a_password(tmp_path: object) -> None:
 def test_a_seller_leaving_cancels_its_contracts_and_owes_the_buyer(
         pair: tuple[SessionHost, EnterpriseAgent, EnterpriseAgent]) -> None:
     host, buyer, seller = pair
-    buyer.spec.buying.max_requests = 1
-    drive(host, buyer, seller, until=lambda: bool(binding(host)) and not buyer.ask)
-    aid = binding(host)[0]
+    aid = one_contract(host, buyer, seller)
     price = seller.sold[aid].price
     seller.leave("plant shut down")
     assert seller.closed and not seller.sold and seller.compensation == -price

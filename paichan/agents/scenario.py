@@ -14,7 +14,7 @@ import math
 import random
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -342,22 +342,30 @@ def yaml_line(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     return line
 
 
+M = TypeVar("M", bound=BaseModel)
+
+
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate a scenario YAML; errors name the file, the YAML line and the field path."""
+    return load_yaml_model(path, Scenario, ScenarioError)
+
+
+def load_yaml_model(path: str | Path, model: type[M], error: type[Exception]) -> M:
+    """Read a YAML file into ``model``; ``error`` names the file, the YAML line and the field path."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
         data = yaml.safe_load(text)
     except OSError as e:
-        raise ScenarioError(f"{path}: cannot read ({e.strerror})") from e
+        raise error(f"{path}: cannot read ({e.strerror})") from e
     except yaml.YAMLError as e:
-        raise ScenarioError(f"{path}: not valid YAML: {e}") from e
+        raise error(f"{path}: not valid YAML: {e}") from e
     try:
-        return Scenario.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         msgs = []
         for err, msg in zip(e.errors()[:30], validation_messages(e, 30), strict=True):
             line = yaml_line(root, err["loc"])
             msgs.append(f"line {line}: {msg}" if line is not None else msg)
-        raise ScenarioError(f"{path}: {e.error_count()} error(s):\n  - " + "\n  - ".join(msgs)) from e
+        raise error(f"{path}: {e.error_count()} error(s):\n  - " + "\n  - ".join(msgs)) from e

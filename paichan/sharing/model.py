@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from paichan.agents.scenario import yaml_line
+from paichan.agents.scenario import load_yaml_model
 from paichan.domain import Mode, Objective, ObjectiveName, Operation, Order, Problem, Resource
-from paichan.domain.errors import validation_messages
 
 ID = r"^[A-Za-z0-9_-]{1,32}$"  # an enterprise id is one segment of a Redis key name
 
@@ -170,20 +168,4 @@ class SharingScenarioError(ValueError):
 
 def load_sharing(path: str | Path) -> SharingScenario:
     """Read and validate a sharing scenario YAML (errors name the file, the YAML line and the field)."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except OSError as e:
-        raise SharingScenarioError(f"{path}: cannot read ({e.strerror})") from e
-    except yaml.YAMLError as e:
-        raise SharingScenarioError(f"{path}: not valid YAML: {e}") from e
-    try:
-        return SharingScenario.model_validate(data)
-    except ValidationError as e:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        msgs = []
-        for err, msg in zip(e.errors()[:30], validation_messages(e, 30), strict=True):
-            line = yaml_line(root, err["loc"])
-            msgs.append(f"line {line}: {msg}" if line is not None else msg)
-        raise SharingScenarioError(f"{path}: {e.error_count()} error(s):\n  - " + "\n  - ".join(msgs)) from e
+    return load_yaml_model(path, SharingScenario, SharingScenarioError)
