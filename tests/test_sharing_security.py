@@ -9,6 +9,7 @@ recorded in the sender's ledger view only.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -230,3 +231,32 @@ def test_a_receiver_rejects_a_tampered_message_even_from_the_hosts_route(
     agent.poll(block_ms=10)
     assert any(r.startswith("replayed") for r in agent.rejected)
     assert len(agent.tentative) == 1, "the genuine request got exactly one bid"
+
+
+def test_misaddressed_and_second_bids_are_refused(session: tuple[SessionHost, dict[str, str]]) -> None:
+    """A seller cannot make an award binding behind the buyer's back, nor change its bid after the fact."""
+    host, urls = session
+    k = host.keys
+    sa, ra = _join(host, urls, "a")  # seller
+    sb, rb = _join(host, urls, "b")  # buyer
+
+    def send(signer: Signer, r: redis.Redis, kind: str, body: dict[str, Any], to: str) -> None:
+        r.xadd(k.outbox(signer.sender), {"msg": signer.sign(kind, body, to).wire()})
+        while host.step(block_ms=5):
+            pass
+
+    send(sa, ra, "offer", _offer(sa).body, "*")
+    send(sb, rb, "request", p.Request(request_id="r1", capability="milling", duration=30, earliest_start=0,
+                                      latest_finish=90, max_price=100).model_dump(), "*")
+    bid = p.Bid(request_id="r1", bid_id="b1", price=30, completion=60, valid_until=time.time() + 60)
+    send(sa, ra, "bid", bid.model_dump(), "b")
+    send(sa, ra, "bid", bid.model_copy(update={"price": 90.0}).model_dump(), "b")  # the same bid, dearer
+    send(sa, ra, "bid", bid.model_copy(update={"bid_id": "b2", "price": 95.0}).model_dump(), "b")
+    send(sb, rb, "award", p.Award(award_id="w1", request_id="r1", bid_id="b1", seller="a").model_dump(), "a")
+    assert host.awards["w1"].price == 30 and host.awards["w1"].state == "proposed"
+    send(sa, ra, "accept", p.Accept(award_id="w1").model_dump(), "*")  # not to the buyer
+    assert host.awards["w1"].state == "proposed"
+    send(sa, ra, "accept", p.Accept(award_id="w1").model_dump(), "b")
+    assert host.awards["w1"].state == "binding"
+    details = [e["body"]["detail"] for e in host.ledger() if e["kind"] == "rejected"]
+    assert sum("second bid" in d for d in details) == 2 and sum("addressed to *" in d for d in details) == 1

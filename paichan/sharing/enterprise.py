@@ -41,7 +41,7 @@ class AgentParams(BaseModel):
     polish_time: float = Field(default=3.0, ge=0)  # once done buying: one longer solve of the plan as it stands
     answer_wait: float = Field(default=5.0, gt=0)  # a buyer waits this long for bids after routing
     bid_validity: float = Field(default=30.0, gt=0)  # a bid (and the capacity it reserves) lapses after this
-    accept_wait: float = Field(default=20.0, gt=0)
+    accept_wait: float = Field(default=120.0, gt=0)  # only if the host never answers (it lapses awards itself)
     heartbeat: float = Field(default=1.0, gt=0)
     bids_evaluated: int = Field(default=3, ge=1)  # the cheapest bids a buyer evaluates with its model
 
@@ -121,6 +121,7 @@ class _Ask:
         self.awarded_at = 0.0
         self.plan: Schedule | None = None
         self.price = 0.0
+        self.bought_then: set[str] = set()  # our purchases when we awarded (to notice one cancelled meanwhile)
 
 
 class EnterpriseAgent:
@@ -151,6 +152,7 @@ class EnterpriseAgent:
         self.rejected: list[str] = []
         self.decisions: list[dict[str, Any]] = []  # each request's outcome, for the enterprise's own review
         self.renamed: dict[str, str] = {}  # bid id -> award id, for plans made while the bid was open
+        self.withdrawn: set[str] = set()  # awards we stopped waiting for (their compensation is still ours)
         self.manual: list[Command] = []  # requests a planner queued, served before the automatic ones
         self.auto_buy = True
         self.polished = False
@@ -203,6 +205,15 @@ class EnterpriseAgent:
         if res.schedule is None or not check(problem, res.schedule).ok:
             return None
         return res.schedule
+
+    def _replan(self, hint: Schedule) -> Schedule:
+        """A plan for the contracts as they are now, from ``hint`` (an operation taken back in house is
+        placed again). Always exists: own orders have no deadlines; sold ones keep their feasible slots."""
+        for limit in (self.params.solve_time, self.params.baseline_time, 4 * self.params.baseline_time):
+            plan = self._solve(self.problem(), hint, limit)
+            if plan is not None:
+                return plan
+        raise RuntimeError(f"{self.id}: no plan for its contracts within {5 * self.params.baseline_time:g} s")
 
     def own_wt(self, schedule: Schedule) -> tuple[int, int]:
         """(weighted tardiness, late orders) of the enterprise's own orders in ``schedule``."""
@@ -276,6 +287,7 @@ class EnterpriseAgent:
                 except p.BadBody as e:
                     self.rejected.append(f"malformed: {e}")
                 self.r.xack(stream, GROUP, entry_id)
+                self._beat()  # a batch of requests takes a solve each: stay visibly alive
         return n
 
     def _on_public(self, env: Envelope) -> None:
@@ -367,17 +379,15 @@ class EnterpriseAgent:
         """The other side (or the host, for a member that left) cancelled an award: undo our part."""
         assert isinstance(body, p.Cancel)
         c = body.compensation
-        if c is not None and self.id in (c.payer, c.payee) and body.award_id in {*self.sold, *self.bought}:
+        ours = {*self.sold, *self.bought, *self.withdrawn}
+        if c is not None and self.id in (c.payer, c.payee) and body.award_id in ours:
             self.compensation += c.amount if c.payee == self.id else -c.amount
         if body.award_id in self.sold:
             self.sold.pop(body.award_id)
             self.plan = self._without(self.plan, f"x-{body.award_id}")
         elif body.award_id in self.bought:
             b = self.bought.pop(body.award_id)
-            replanned = self._solve(self.problem(), self.plan)
-            if replanned is None:
-                raise RuntimeError(f"{self.id}: no plan without the cancelled award {body.award_id}")
-            self.plan = replanned
+            self.plan = self._replan(self.plan)
             self.tried.add(b.op)
         elif self.ask is not None and self.ask.award is not None and self.ask.award.award_id == body.award_id:
             self.ask = None  # our proposed award lapsed before the seller accepted
@@ -469,9 +479,10 @@ class EnterpriseAgent:
         a = self.ask
         now = time.time()
         if a.award is not None:
+            # the host lapses an award the seller does not accept in time and tells us (a cancel); only if
+            # the host itself is gone do we stop waiting, and an accept that still comes is then cancelled
             if now - a.awarded_at > self.params.accept_wait:
-                self.send("cancel", p.Cancel(award_id=a.award.award_id, reason="not accepted in time"),
-                          to=a.award.seller)
+                self.withdrawn.add(a.award.award_id)
                 self.ask = None
             return
         if a.asked is None:
@@ -566,6 +577,7 @@ class EnterpriseAgent:
         award = p.Award(award_id=uuid.uuid4().hex[:12], request_id=a.request.request_id, bid_id=bid.bid_id,
                         seller=seller)
         a.award, a.awarded_at, a.price = award, time.time(), bid.price
+        a.bought_then = set(self.bought)
         # the evaluated plan, renamed after the award
         a.plan = Schedule(problem=sched.problem, operations=[
             s.model_copy(update={"resource": f"ext-{award.award_id}"}) if s.operation == a.op else s
@@ -592,23 +604,37 @@ class EnterpriseAgent:
 
     def _on_accept(self, env: Envelope, body: p.Body) -> None:
         assert isinstance(body, p.Accept)
+        if body.award_id in self.withdrawn:  # we stopped waiting for it: break it openly (we owe the price)
+            self.send("cancel", p.Cancel(award_id=body.award_id, reason="accepted after the buyer gave up"),
+                      to=env.sender)
+            return
         a = self.ask
         if a is None or a.award is None or a.award.award_id != body.award_id or a.plan is None:
             return
         bid = next(b for s, b in a.bids if b.bid_id == a.award.bid_id)
         self.bought[body.award_id] = Bought(award_id=body.award_id, op=a.op, ready=a.request.earliest_start,
                                             completion=bid.completion, price=bid.price, seller=env.sender)
-        self.plan = self._reconciled(a.plan)
+        plan = self._reconciled(a.plan)
+        if set(self.bought) != a.bought_then | {body.award_id}:
+            plan = self._replan(plan)  # a purchase was cancelled meanwhile: the awarded plan assumed it
+        self.plan = plan
         self.ask = None
         self.tried = {b.op for b in self.bought.values()}  # the plan changed: earlier refusals may not hold now
         self.progress(f"{self.id}: bought a {a.request.capability} slot from {env.sender} for {bid.price:g}; "
                       f"own weighted tardiness now {self.own_wt(self.plan)[0]}")
 
     def _reconciled(self, plan: Schedule) -> Schedule:
-        """``plan`` (made when we awarded) brought up to date with what we sold or dropped since."""
+        """``plan`` (made when we awarded) brought up to date with what we sold or dropped since.
+
+        Operations on the external resource of a purchase cancelled since are dropped (``_replan``
+        places them again).
+        """
         live = {f"x-{s.ref}" for s in [*self.sold.values(), *self.tentative.values()]}
+        ext = {f"ext-{aid}" for aid in self.bought}
         ops = []
         for s in plan.operations:
+            if s.resource.startswith("ext-") and s.resource not in ext:
+                continue
             if s.order.startswith("x-"):
                 ref = self.renamed.get(s.order[2:], s.order[2:])
                 s = s.model_copy(update={"order": f"x-{ref}", "operation": f"x-{ref}/0"})
@@ -633,9 +659,7 @@ class EnterpriseAgent:
             self._lapse_bids()
             self._buy_step()
             self._polish()
-            if time.time() - self.last_beat > self.params.heartbeat:
-                self.send("heartbeat", p.Heartbeat())
-                self.last_beat = time.time()
+            self._beat()
         except redis.AuthenticationError:
             self.closed = True  # the host revoked our user (ACL DELUSER also drops the connection): session over
 
@@ -657,15 +681,17 @@ class EnterpriseAgent:
         elif award_id in self.bought:
             b = self.bought.pop(award_id)
             self.compensation -= b.price
-            replanned = self._solve(self.problem(), self.plan)
-            if replanned is None:
-                raise RuntimeError(f"{self.id}: no plan without the cancelled award {award_id}")
-            self.plan = replanned
+            self.plan = self._replan(self.plan)
             self.tried.add(b.op)
             other = b.seller
         else:
             raise KeyError(f"{self.id} has no contract {award_id}")
         self.send("cancel", p.Cancel(award_id=award_id, reason=reason or f"cancelled by {self.id}"), to=other)
+
+    def _beat(self) -> None:
+        if not self.closed and time.time() - self.last_beat > self.params.heartbeat:
+            self.send("heartbeat", p.Heartbeat())
+            self.last_beat = time.time()
 
     def _commands(self) -> None:
         """Commands a planner queued with `paichan session offer|request|leave` (our own key, our own user)."""
@@ -702,10 +728,7 @@ class EnterpriseAgent:
         self.tentative.clear()
         self.bought.clear()
         if had_bought:
-            replanned = self._solve(self.problem(), self.plan)
-            if replanned is None:
-                raise RuntimeError(f"{self.id}: no plan of its own orders after leaving")
-            self.plan = replanned
+            self.plan = self._replan(self.plan)
         self.closed = True
 
     def status(self) -> dict[str, Any]:

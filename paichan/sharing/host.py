@@ -205,6 +205,11 @@ class SessionHost:
             return ""
         if owner in self.left:
             return env.kind
+        expected = self._addressee(owner, env.kind, data)
+        if expected is not None and env.to != expected:
+            self._ledger("rejected", HOST, [owner], False, {
+                "reason": "malformed", "detail": f"{env.kind} addressed to {env.to}, not {expected}"})
+            return ""
         handler = getattr(self, f"_on_{env.kind}", None)
         if handler is None:
             self._ledger("rejected", HOST, [owner], False, {"reason": "malformed",
@@ -213,12 +218,33 @@ class SessionHost:
         handler(owner, env, data)
         return env.kind
 
+    def _addressee(self, owner: str, kind: str, data: p.Body) -> str | None:
+        """Whom a member's message of ``kind`` must be addressed to (None: unknown yet; the handler refuses)."""
+        if kind in ("offer", "request", "request_closed"):
+            return "*"
+        if kind in ("leave", "heartbeat"):
+            return HOST
+        if isinstance(data, p.Bid | p.Decline):
+            req = self.requests.get(data.request_id)
+            return req.buyer if req is not None else None
+        if isinstance(data, p.Award):
+            return data.seller
+        if isinstance(data, p.Accept | p.Refuse | p.Cancel):
+            a = self.awards.get(data.award_id)
+            if a is None:
+                return None
+            if isinstance(data, p.Cancel):
+                return a.seller if owner == a.buyer else a.buyer
+            return a.buyer
+        return None
+
     def _join(self, owner: str, env: Envelope) -> None:
         body = p.body("join", env.body)
         assert isinstance(body, p.Join)
-        if env.sender != owner:
-            raise_ = Rejected("impersonated", f"join claims {env.sender} but was written by {owner}")
-            self._ledger("rejected", HOST, [owner], False, {"reason": raise_.reason, "detail": str(raise_)})
+        if env.sender != owner or env.session != self.session or env.to != HOST:
+            why = (Rejected("impersonated", f"join claims {env.sender} but was written by {owner}")
+                   if env.sender != owner else Rejected("replayed", f"a join for session {env.session}, to {env.to}"))
+            self._ledger("rejected", HOST, [owner], False, {"reason": why.reason, "detail": str(why)})
             return
         try:
             verify_signature(env, body.public_key)  # proof that the joiner holds the key it registers
@@ -274,6 +300,10 @@ class SessionHost:
         if req is None or owner not in req.asked or not req.open or env.to != req.buyer:
             detail = f"bid on unknown or closed request {data.request_id}"
             self._ledger("rejected", HOST, [owner], False, {"reason": "malformed", "detail": detail})
+            return
+        if data.bid_id in req.bids or any(s == owner for s, _ in req.bids.values()):
+            self._ledger("rejected", HOST, [owner], False, {
+                "reason": "replayed", "detail": f"a second bid by {owner} on request {data.request_id}"})
             return
         req.bids[data.bid_id] = (owner, data)
         self._forward(req.buyer, env)
@@ -367,8 +397,6 @@ class SessionHost:
         if eid in self.left:
             return
         self.left.add(eid)
-        if tell:
-            self._send(eid, "closed", p.Closed(reason=f"dropped from the session: {reason}"))
         self._ledger("leave", eid, [eid], False, {"reason": reason})
         self.progress(f"{eid} left the session: {reason}")
         for a in list(self.awards.values()):
@@ -379,6 +407,8 @@ class SessionHost:
                 req.open = False
                 for e in sorted(req.asked - self.left):
                     self._send(e, "request_closed", p.RequestClosed(request_id=req.body.request_id))
+        if tell:  # after the cancellations, so that it reads them before it stops
+            self._send(eid, "closed", p.Closed(reason=f"dropped from the session: {reason}"))
 
     def _end_award(self, a: _Award, state: str, reason: str, by: str = HOST, notify: bool = True) -> None:
         """Cancellation with compensation: whoever breaks a binding contract owes the other its price.
@@ -395,7 +425,7 @@ class SessionHost:
         if comp is not None:
             body["compensation"] = comp.model_dump()
         for e in (a.buyer, a.seller):
-            if notify or e != by:
+            if notify or e != by or comp is not None:  # whoever pays is told what, even if it cancelled
                 self._send(e, "cancel", p.Cancel(award_id=a.award_id, reason=reason, compensation=comp))
         self._ledger("cancellation", by, [a.buyer, a.seller], False, body)
         if was == "binding":
