@@ -662,6 +662,14 @@ class EnterpriseAgent:
             self._beat()
         except redis.AuthenticationError:
             self.closed = True  # the host revoked our user (ACL DELUSER also drops the connection): session over
+        except redis.ConnectionError:
+            # ACL DELUSER drops our connection mid-command; a new one then says whether we were revoked
+            try:
+                self.r.ping()
+            except redis.AuthenticationError:
+                self.closed = True
+                return
+            raise
 
     def run(self, timeout: float = 600.0) -> EnterpriseResult:
         """Join, trade until the host closes the session (or ``timeout``), then report."""
