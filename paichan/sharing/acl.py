@@ -95,11 +95,6 @@ def create_user(r: redis.Redis, keys: Keys, eid: str, base_url: str) -> str:
     return with_user(base_url, keys.user(eid), password)
 
 
-def revoke_user(r: redis.Redis, keys: Keys, eid: str) -> None:
-    """Delete the user and drop its connections (ACL DELUSER disconnects them)."""
-    r.execute_command("ACL", "DELUSER", keys.user(eid))
-
-
 def session_users(r: redis.Redis, session: str) -> list[str]:
     users = [u.decode() if isinstance(u, bytes) else str(u) for u in r.execute_command("ACL", "USERS")]
     return [u for u in users if u.startswith(f"paichan-{session}-")]

@@ -239,12 +239,14 @@ class EnterpriseAgent:
 
     def join(self) -> None:
         self.send("join", p.Join(public_key=self.signer.public_b64))
-        for k, f in enumerate(self.spec.offers):
-            self.send("offer", p.Offer(offer_id=f"{uuid.uuid4().hex[:12]}", capabilities=f.capabilities,
-                                       window=f.window, price_per_minute=f.price_per_minute, min_lot=f.min_lot),
-                      to="*")
-            del k
+        for f in self.spec.offers:
+            self._publish(f)
         self.progress(f"{self.id}: joined; own weighted tardiness {self.own_wt(self.plan)[0]}")
+
+    def _publish(self, f: OfferSpec) -> None:
+        """Put an offer on the market: everything but its floor, which stays ours."""
+        self.send("offer", p.Offer(offer_id=uuid.uuid4().hex[:12], capabilities=f.capabilities, window=f.window,
+                                   price_per_minute=f.price_per_minute, min_lot=f.min_lot), to="*")
 
     def _verify(self, verifier: Verifier, env: Envelope) -> bool:
         if env.sender not in verifier.keys:
@@ -702,7 +704,7 @@ class EnterpriseAgent:
             self.last_beat = time.time()
 
     def _commands(self) -> None:
-        """Commands a planner queued with `paichan session offer|request|leave` (our own key, our own user)."""
+        """Commands queued by `paichan session offer|request` (in our own keys): offer, request, leave."""
         self.r.set(self.keys.priv(self.id, "alive"), "1", ex=5)
         while True:
             raw = self.r.lpop(self.keys.priv(self.id, "commands"))
@@ -715,10 +717,7 @@ class EnterpriseAgent:
                 continue
             if cmd.kind == "offer" and cmd.offer is not None:
                 self.spec.offers.append(cmd.offer)
-                f = cmd.offer
-                self.send("offer", p.Offer(offer_id=uuid.uuid4().hex[:12], capabilities=f.capabilities,
-                                           window=f.window, price_per_minute=f.price_per_minute,
-                                           min_lot=f.min_lot), to="*")
+                self._publish(cmd.offer)
             elif cmd.kind == "request" and cmd.operation:
                 self.manual.append(cmd)
             elif cmd.kind == "leave":

@@ -29,7 +29,6 @@ from paichan.sharing.acl import (
     entries,
     open_default_user,
     probe_stream_acl,
-    revoke_user,
     session_users,
 )
 from paichan.sharing.signing import HOST, Envelope, Rejected, Signer, Verifier, parse, verify_signature
@@ -135,11 +134,10 @@ class SessionHost:
                 self._send(e, "closed", p.Closed(reason=reason))
         self._ledger("close", HOST, [], True, {"reason": reason})
         self.r.hset(self.keys.meta, "state", "closed")
-        if not keep_users:
-            for e in self.members:
-                revoke_user(self.r, self.keys, e)
         self.closed = True
-        self.progress(f"session {self.session} closed ({reason})" + ("" if keep_users else "; ACL users revoked"))
+        self.progress(f"session {self.session} closed ({reason})")
+        if not keep_users:
+            self.revoke_users()
 
     def revoke_users(self) -> None:
         users = session_users(self.r, self.session)

@@ -22,7 +22,6 @@ import ray
 import redis
 
 from paichan.bus.server import masked, resolve_redis
-from paichan.sharing.acl import Keys
 from paichan.sharing.enterprise import AgentParams, EnterpriseAgent, EnterpriseResult
 from paichan.sharing.host import SessionHost
 from paichan.sharing.model import EnterpriseSpec, SharingScenario
@@ -195,4 +194,3 @@ def summary(kpis: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["EnterpriseActor", "Keys", "run_demo", "summary", "write_credentials"]
