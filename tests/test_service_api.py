@@ -22,7 +22,7 @@ from paichan.adapters.webhooks import WebhookSecret, signed_headers
 from paichan.agents.scenario import global_problem, small_network
 from paichan.bus.server import EmbeddedRedis
 from paichan.checker import check
-from paichan.domain import Order, Problem, Schedule
+from paichan.domain import Order, Problem, Schedule, ScheduledOperation
 from paichan.service.app import create_app
 from paichan.service.config import ClientConfig, ReplanConfig, ServiceConfig
 from paichan.service.engine import PlanService
@@ -188,8 +188,18 @@ def test_bad_requests_name_the_field(svc: Svc) -> None:
 
 def test_pins_hold_through_a_replan(svc: Svc, start: tuple[Problem, Schedule]) -> None:
     later = sorted((s for s in start[1].operations if s.start > 60), key=lambda s: s.start)
-    op = later[len(later) // 2]
-    moved_start = op.start + 7  # a manual move: the engine plans around it
+    mid = len(later) // 2
+
+    def moved(s: ScheduledOperation) -> Schedule:
+        return Schedule(problem=start[1].problem, operations=[
+            x.model_copy(update={"start": x.start + 7, "end": x.end + 7}) if x is s else x
+            for x in start[1].operations])
+
+    # a manual move the plan can hold (the start schedule with just that move passes the checker): a move
+    # into a neighbour's setup or an operator pool's full hour would make the pins contradict each other
+    # (CI once picked such an operation: "cannot all be met together")
+    op = next(s for s in sorted(later, key=lambda s: abs(later.index(s) - mid)) if check(start[0], moved(s)).ok)
+    moved_start = op.start + 7  # the engine plans around it
     r = svc.http.post("/pins", json={"kind": "operation", "operation": op.operation, "start": moved_start},
                       headers=PLANNER)
     assert r.status_code == 201, r.text
