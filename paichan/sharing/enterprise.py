@@ -120,7 +120,6 @@ class _Ask:
         self.award: p.Award | None = None
         self.awarded_at = 0.0
         self.plan: Schedule | None = None
-        self.price = 0.0
         self.bought_then: set[str] = set()  # our purchases when we awarded (to notice one cancelled meanwhile)
 
 
@@ -578,7 +577,7 @@ class EnterpriseAgent:
         gain, seller, bid, sched = best
         award = p.Award(award_id=uuid.uuid4().hex[:12], request_id=a.request.request_id, bid_id=bid.bid_id,
                         seller=seller)
-        a.award, a.awarded_at, a.price = award, time.time(), bid.price
+        a.award, a.awarded_at = award, time.time()
         a.bought_then = set(self.bought)
         # the evaluated plan, renamed after the award
         a.plan = Schedule(problem=sched.problem, operations=[
