@@ -8,6 +8,7 @@ Ray 2.60 sets it up for ``ray start --head``; the joining node needs ``RAY_AUTH_
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -31,7 +32,10 @@ class LocalCluster:
         self.address = f"127.0.0.1:{self.port}"
         root = str(Path(__file__).resolve().parent.parent)
         self.env = {**{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "REDIS_URL")},
-                    "RAY_AUTH_MODE": "token", "RAY_TMPDIR": self.tmp, "PYTHONPATH": root}
+                    "RAY_AUTH_MODE": "token", "RAY_TMPDIR": self.tmp, "PYTHONPATH": root,
+                    # the cluster's own token: nothing depends on (or writes) the user's ~/.ray/auth_token
+                    "RAY_AUTH_TOKEN": secrets.token_hex(32)}
+        self.env.pop("RAY_AUTH_TOKEN_PATH", None)
         if fast_health_checks:
             self.env |= {"RAY_health_check_period_ms": "1000", "RAY_health_check_timeout_ms": "1000",
                          "RAY_health_check_failure_threshold": "3", "RAY_health_check_initial_delay_ms": "1000"}
@@ -53,6 +57,25 @@ class LocalCluster:
         """Start a (new) worker node; its raylet's sockets carry the suffix ``.<n>``."""
         self._ray("start", f"--address={self.address}", '--resources={"worker_node": 1}')
         self.workers += 1
+        self._wait_schedulable()
+
+    def _wait_schedulable(self) -> None:
+        """Block until Ray's actor scheduler can place an actor on a worker node.
+
+        `ray start` returns once the raylet registered, but the GCS may not yet know its resources: an
+        actor soft-pinned to it meanwhile lands on the head instead (CI once saw a two-node run start on
+        one node). An actor that needs the worker node's own resource waits for exactly that knowledge."""
+        probe = ("import ray, sys\n"
+                 "ray.init(address=sys.argv[1], log_to_driver=False, configure_logging=False)\n"
+                 "@ray.remote(num_cpus=0, resources={'worker_node': 0.001})\n"
+                 "class Probe:\n"
+                 "    def node(self) -> str:\n"
+                 "        return ray.get_runtime_context().get_node_id()\n"
+                 "print(ray.get(Probe.remote().node.remote(), timeout=120))\n")
+        done = subprocess.run([sys.executable, "-c", probe, self.address], env=self.env, capture_output=True,
+                              text=True, timeout=180)
+        if done.returncode != 0:
+            raise RuntimeError(f"the worker node never became schedulable: {done.stderr[-2000:]}")
 
     def processes(self) -> list[tuple[int, str]]:
         out = subprocess.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout

@@ -220,6 +220,19 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
         op.pin = Pin(resource=resource, start=start, reason=why)
 
     freeze_until = p.now + spec.freeze_minutes
+    # the planner's "before" pins are freeze windows of its choosing: kept under the same guards
+    holds = sorted(((resolve_time(pin.until, clock) or 0, pin.id) for pin in pins if pin.kind == "before"),
+                   reverse=True)
+    # the planner's manual moves, placed last; a successor kept in a window waits for them only where
+    # the operation stays at its released place
+    manual: dict[str, tuple[str, int]] = {}
+    for pin in pins:
+        if pin.kind == "operation" and pin.operation in orders:
+            r = rel.get(pin.operation)
+            resource = pin.resource or (r.resource if r else None)
+            start = resolve_time(pin.start, clock) if pin.start is not None else (r.start if r else None)
+            if resource is not None and start is not None:
+                manual[pin.operation] = (resource, start)
     for _, op in p.operations():
         r = rel.get(op.id)
         if op.status == OperationStatus.PLANNED and spec.scope != "all" and (r is None or in_scope(
@@ -240,7 +253,13 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
         if planned is None or planned.status != OperationStatus.PLANNED or s.start < p.now:
             continue
         op = planned
+        if op.id in manual:
+            if manual[op.id] == (s.resource, s.start):
+                kept_end[op.id] = s.end
+            continue
+        held = [pid for until, pid in holds if s.start < until]
         why = ("freeze window" if s.start < freeze_until else
+               f"pin {held[-1]}" if held else
                None if in_scope(s.resource, spec.scope, spec.target) else
                f"outside the {spec.scope} replan of {spec.target}")
         if why is None or not _fits(p, s.resource, s.start, s.end):
@@ -256,22 +275,12 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
         else:
             after_moving.append(op.id)
     if after_moving:
-        notes.append(f"{len(after_moving)} operation(s) outside the scope or in the freeze window follow work "
-                     f"that moves (e.g. '{after_moving[0]}'): planned again")
+        notes.append(f"{len(after_moving)} operation(s) outside the scope, in the freeze window or before a "
+                     f"'before' pin's time follow work that moves (e.g. '{after_moving[0]}'): planned again")
 
     for pin in pins:
-        if pin.kind == "operation" and pin.operation in orders:
-            r = rel.get(pin.operation)
-            resource = pin.resource or (r.resource if r else None)
-            start = resolve_time(pin.start, clock) if pin.start is not None else (r.start if r else None)
-            if resource is not None and start is not None:
-                place(pin.operation, resource, start, f"pin {pin.id}")
-        elif pin.kind == "before":
-            until = resolve_time(pin.until, clock)
-            assert until is not None
-            for op_id, r in rel.items():
-                if op_id in orders and r.start < until and r.start >= p.now:
-                    place(op_id, r.resource, r.start, f"pin {pin.id}")
+        if pin.kind == "operation" and pin.operation in manual:
+            place(pin.operation, *manual[pin.operation], f"pin {pin.id}")
         elif pin.kind == "sequence":
             _keep_sequence(p, released, pin, notes)
 
