@@ -77,7 +77,8 @@ class PinRequest(BaseModel):
       ``resource``/``start`` given, goes there (a manual move the engine plans around);
     * ``sequence``: the planned operations on ``machine`` keep their released order and stay on it;
     * ``before``: every planned operation released to start before ``until`` stays where it is
-      (a freeze window of the planner's choosing).
+      (a freeze window of the planner's choosing, kept as the freeze window is: work after an operation
+      that has to move, e.g. one not started by now, is planned again and the replan's notes say so).
 
     Times are problem time units from the plan's origin, or RFC 3339 datetimes.
     """
