@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,6 +20,17 @@ from paichan.solver import SolveParams, SolveResult, solve
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCES = ROOT / "bench" / "instances"
+
+
+def wait_for(what: str, cond: Callable[[], Any], timeout: float = 30.0) -> Any:
+    """``cond()``'s first truthy value, polled until ``timeout`` (the failure names what never came)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = cond()
+        if got:
+            return got
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what} ({timeout:g} s)")
 
 
 def op(id: str, *modes: tuple[str, int], **kw: object) -> Operation:

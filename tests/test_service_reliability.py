@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from conftest import wait_for
 from fastapi.testclient import TestClient
 
 from paichan.adapters.webhooks import WebhookSecret, signed_headers
@@ -62,16 +63,6 @@ def post_events(client: TestClient | httpx.Client, events: Any, secret: str = SE
     body = json.dumps(events).encode()
     h = {**bearer("mes"), "content-type": "application/json", **signed_headers(secret, body), **(headers or {})}
     return client.post("/events", content=body, headers=h)
-
-
-def wait_for(what: str, cond: Callable[[], Any], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = cond()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def event_keys_in_downtimes(problem: Problem) -> list[str]:

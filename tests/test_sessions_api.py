@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis
+from conftest import wait_for
 from fastapi.testclient import TestClient
 
 from paichan.bus.server import EmbeddedRedis
@@ -74,16 +74,6 @@ def _client(redis_server: EmbeddedRedis, tmp_path: Path) -> Iterator[TestClient]
     assert not any(m.thread.is_alive() for m in app.state.sessions.members.values())
 
 
-def _wait(what: str, check: Any, timeout: float) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout:g} s")
-
-
 def test_a_session_over_the_api_trades_a_slot_and_revokes_its_users_at_close(http: TestClient) -> None:
     t0 = time.monotonic()
     session_id = f"api{uuid.uuid4().hex[:8]}"
@@ -104,8 +94,8 @@ def test_a_session_over_the_api_trades_a_slot_and_revokes_its_users_at_close(htt
                       json={"credentials": creds["acme"], "enterprise": BORG})
     assert wrong.status_code == 422 and "acme's" in wrong.json()["detail"]
 
-    status = _wait("a contract", lambda: (s := http.get(f"/sessions/{sid}", headers=VIEWER).json())
-                   .get("ledger", {}).get("contract") and s, 25)
+    status = wait_for("a contract", lambda: (s := http.get(f"/sessions/{sid}", headers=VIEWER).json())
+                      .get("ledger", {}).get("contract") and s, 25)
     assert status["state"] == "open" and status["joined"] == ["acme", "borg", "cyber"]
 
     view = http.get(f"/sessions/{sid}/members/acme", headers=VIEWER).json()
@@ -133,8 +123,9 @@ def test_a_session_over_the_api_trades_a_slot_and_revokes_its_users_at_close(htt
     for eid, url in creds.items():
         with pytest.raises(redis.AuthenticationError):
             redis.Redis.from_url(url, socket_connect_timeout=3).ping()
-        m = _wait(f"{eid}'s agent to finish", lambda e=eid: (v := http.get(f"/sessions/{sid}/members/{e}",
-                                                                          headers=VIEWER).json())["finished"] and v, 15)
+        member = f"/sessions/{sid}/members/{eid}"
+        m = wait_for(f"{eid}'s agent to finish",
+                     lambda u=member: (v := http.get(u, headers=VIEWER).json())["finished"] and v, 15)
         assert "error" not in m and not m["agent_running"], m
         outcome[eid] = m
     contracts = http.get(f"/sessions/{sid}", headers=VIEWER).json()["ledger"]["contract"]
