@@ -31,6 +31,7 @@ from paichan.domain import (
     Predecessor,
     Problem,
     Schedule,
+    ScheduledOperation,
 )
 
 Scope = Literal["line", "plant", "all"]
@@ -113,6 +114,13 @@ def resolve_time(value: int | datetime | None, clock: Clock) -> int | None:
     return clock.units(value) if isinstance(value, datetime) else value
 
 
+def pin_place(pin: PinRequest, released: ScheduledOperation | None, clock: Clock) -> tuple[str | None, int | None]:
+    """Where an ``operation`` pin puts its operation: the given machine/start, else the released one."""
+    resource = pin.resource or (released.resource if released else None)
+    start = resolve_time(pin.start, clock) if pin.start is not None else (released.start if released else None)
+    return resource, start
+
+
 def pin_findings(problem: Problem, released: Schedule, pin: PinRequest, clock: Clock) -> list[str]:
     """Why ``pin`` cannot be set on this plan (field named), or nothing."""
     ops = {op.id: (o, op) for o, op in problem.operations()}
@@ -124,9 +132,7 @@ def pin_findings(problem: Problem, released: Schedule, pin: PinRequest, clock: C
         order, op = ops[pin.operation]
         if op.status != OperationStatus.PLANNED:
             return [f"operation: '{op.id}' is {op.status.value}; the shop floor fixes it already"]
-        rel = released.by_operation().get(op.id)
-        resource = pin.resource or (rel.resource if rel else None)
-        start = resolve_time(pin.start, clock) if pin.start is not None else (rel.start if rel else None)
+        resource, start = pin_place(pin, released.by_operation().get(op.id), clock)
         if resource is None or start is None:
             return ["start: the operation has no released place; give 'resource' and 'start'"]
         if resource not in {m.resource for m in op.modes}:
@@ -222,16 +228,13 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
 
     freeze_until = p.now + spec.freeze_minutes
     # the planner's "before" pins are freeze windows of its choosing: kept under the same guards
-    holds = sorted(((resolve_time(pin.until, clock) or 0, pin.id) for pin in pins if pin.kind == "before"),
-                   reverse=True)
+    holds = sorted((resolve_time(pin.until, clock) or 0, pin.id) for pin in pins if pin.kind == "before")
     # the planner's manual moves, placed last; a successor kept in a window waits for them only where
     # the operation stays at its released place
     manual: dict[str, tuple[str, int]] = {}
     for pin in pins:
         if pin.kind == "operation" and pin.operation in orders:
-            r = rel.get(pin.operation)
-            resource = pin.resource or (r.resource if r else None)
-            start = resolve_time(pin.start, clock) if pin.start is not None else (r.start if r else None)
+            resource, start = pin_place(pin, rel.get(pin.operation), clock)
             if resource is not None and start is not None:
                 manual[pin.operation] = (resource, start)
     for _, op in p.operations():
@@ -258,9 +261,9 @@ def repair_problem(problem: Problem, released: Schedule, pins: list[PinRecord], 
             if manual[op.id] == (s.resource, s.start):
                 kept_end[op.id] = s.end
             continue
-        held = [pid for until, pid in holds if s.start < until]
+        held = next((pid for until, pid in holds if s.start < until), None)  # the earliest window holding it
         why = ("freeze window" if s.start < freeze_until else
-               f"pin {held[-1]}" if held else
+               f"pin {held}" if held else
                None if in_scope(s.resource, spec.scope, spec.target) else
                f"outside the {spec.scope} replan of {spec.target}")
         if why is None or not _fits(p, s.resource, s.start, s.end):
